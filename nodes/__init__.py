@@ -1,0 +1,10 @@
+"""ComfyUI adapters: each module declares one family of nodes; no tensor math lives here."""
+from . import latent_masks
+
+MODULES = (latent_masks,)
+
+NODE_CLASS_MAPPINGS = {}
+NODE_DISPLAY_NAME_MAPPINGS = {}
+for _m in MODULES:
+    NODE_CLASS_MAPPINGS.update(_m.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_m.NODE_DISPLAY_NAME_MAPPINGS)

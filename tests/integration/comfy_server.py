@@ -1,0 +1,164 @@
+"""A real ComfyUI server for the integration tests, on loopback, in a throw-away base directory.
+
+The base directory gets ``custom_nodes/`` with this pack (linked under a hyphenated folder name,
+as users clone it) and the test-only helper nodes, and ``models/`` with tiny generated Wan
+checkpoints. ComfyUI itself is never copied or changed: it is started from ``COMFYUI_PATH``
+with ``--base-directory``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HELPERS = Path(__file__).resolve().parent / "helper_nodes"
+TINY_MODELS = Path(__file__).resolve().parent / "tiny_models.py"
+
+
+def find_comfyui() -> tuple[Path | None, str]:
+    """ComfyUI's folder from COMFYUI_PATH, or the ComfyUI this pack is installed in; else (None, why)."""
+    env = os.environ.get("COMFYUI_PATH")
+    if env:
+        p = Path(env).expanduser().resolve()
+        if (p / "main.py").is_file() and (p / "comfy").is_dir():
+            return p, ""
+        return None, f"COMFYUI_PATH={env} is not a ComfyUI checkout (no main.py and comfy/ there)"
+    parent = REPO.parent
+    if parent.name == "custom_nodes" and (parent.parent / "main.py").is_file():
+        return parent.parent, ""
+    return None, ("no ComfyUI found: set COMFYUI_PATH to a ComfyUI 0.3.64 checkout "
+                  "(with its requirements installed) to run the integration tests")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_tiny_models(comfy: Path, models_dir: Path) -> None:
+    """Generate the tiny checkpoints once per models folder."""
+    marker = models_dir / ".tiny_models_done"
+    if marker.exists():
+        return
+    subprocess.run([sys.executable, str(TINY_MODELS), str(comfy), str(models_dir)], check=True)
+    marker.write_text("ok")
+
+
+class ComfyServer:
+    """A ComfyUI process and a small client for its HTTP API."""
+
+    def __init__(self, comfy: Path, base: Path, models_cache: Path | None = None):
+        self.comfy, self.base = comfy, base
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client_id = uuid.uuid4().hex
+        (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+        for name, target in (("ComfyUI-WanMasking", REPO), ("wanmask_test_helpers", HELPERS)):
+            link = base / "custom_nodes" / name
+            if not link.exists():
+                link.symlink_to(target, target_is_directory=True)
+        models = base / "models"
+        if models_cache is not None:
+            make_tiny_models(comfy, models_cache)
+            models.mkdir(exist_ok=True)
+            for sub in ("diffusion_models", "vae"):
+                if not (models / sub).exists():
+                    (models / sub).symlink_to(models_cache / sub, target_is_directory=True)
+        else:
+            make_tiny_models(comfy, models)
+        self.log_path = base / "comfyui.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 180.0) -> "ComfyServer":
+        cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+               "--base-directory", str(self.base), "--disable-auto-launch",
+               "--database-url", "sqlite:///:memory:", "--disable-api-nodes"]
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, cwd=self.comfy, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                self.get("/system_stats")
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.5)
+        raise RuntimeError(f"ComfyUI did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    # ---- HTTP --------------------------------------------------------------------------
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def submit(self, prompt: dict) -> tuple[int, dict]:
+        """POST /prompt; returns (status, body) without waiting."""
+        return self.post("/prompt", {"prompt": prompt, "client_id": self.client_id})
+
+    def run(self, prompt: dict, timeout: float = 600.0) -> dict:
+        """Queue an API-format prompt and wait for its history entry.
+
+        Raises AssertionError with ComfyUI's node errors when validation fails, and returns the
+        history entry (with ``status``) otherwise; callers check ``status_str``.
+        """
+        code, body = self.submit(prompt)
+        if code != 200:
+            raise AssertionError(f"/prompt refused ({code}): {json.dumps(body, indent=1)[:4000]}")
+        pid = body["prompt_id"]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            hist = self.get(f"/history/{pid}")
+            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+                entry = hist[pid]
+                if entry["status"].get("status_str") in ("success", "error"):
+                    return entry
+            time.sleep(0.2)
+        raise AssertionError(f"prompt {pid} did not finish in {timeout}s:\n{self.log_tail()}")
+
+    def run_ok(self, prompt: dict, timeout: float = 600.0) -> dict:
+        entry = self.run(prompt, timeout)
+        if entry["status"]["status_str"] != "success":
+            raise AssertionError(f"prompt failed: {execution_error(entry)}\n{self.log_tail(30)}")
+        return entry
+
+
+def execution_error(entry: dict) -> str:
+    """The exception message of a failed history entry ('' when none)."""
+    for event, data in entry.get("status", {}).get("messages", []):
+        if event == "execution_error":
+            return f"{data.get('node_type')}: {data.get('exception_message')}"
+    return ""

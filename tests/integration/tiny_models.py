@@ -1,0 +1,75 @@
+"""Make tiny Wan checkpoints with random weights in the real key layout.
+
+Run in a subprocess with ComfyUI importable (``python tiny_models.py COMFYUI_PATH OUT_DIR``):
+the modules are ComfyUI's own Wan classes, so the key layout is exactly what ComfyUI's model
+detection expects. ComfyUI's ops skip weight init, so every parameter is filled here.
+
+Files written (fp16 for the VAE to halve its size):
+* ``diffusion_models/wan_tiny_t2v.safetensors``  dim 128, 2 layers, in_dim 16
+* ``diffusion_models/wan_tiny_i2v.safetensors``  dim 128, 2 layers, in_dim 36, img_emb (i2v)
+* ``diffusion_models/wan_tiny_vace.safetensors`` dim 128, 2 layers, 1 VACE layer (vace_in_dim 96)
+* ``vae/wan_tiny_vae.safetensors``                the real-size Wan 2.1 VAE (width 96), random
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+MODEL_FILES = {
+    "t2v": "wan_tiny_t2v.safetensors",
+    "i2v": "wan_tiny_i2v.safetensors",
+    "vace": "wan_tiny_vace.safetensors",
+}
+VAE_FILE = "wan_tiny_vae.safetensors"
+
+
+def _fill(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, p in module.state_dict().items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("gamma",) or ("norm" in name and leaf == "weight"):
+            t = torch.ones(p.shape)
+        elif leaf == "bias" or p.dim() <= 1:
+            t = torch.zeros(p.shape)
+        else:
+            fan_in = max(1, p[0].numel())
+            t = torch.randn(p.shape, generator=g) * min(0.02, fan_in ** -0.5)
+        sd[name] = t.contiguous()
+    return sd
+
+
+def main(comfy_path: str, out_dir: str) -> None:
+    sys.path.insert(0, comfy_path)
+    from safetensors.torch import save_file
+
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True  # no CUDA probing when imported outside main.py
+    import comfy.ops
+    from comfy.ldm.wan.model import VaceWanModel, WanModel
+    from comfy.ldm.wan.vae import WanVAE
+
+    ops = comfy.ops.disable_weight_init
+    common = dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2, text_dim=4096, out_dim=16,
+                  device="meta", operations=ops)
+    models = {
+        "t2v": WanModel(model_type="t2v", in_dim=16, **common),
+        "i2v": WanModel(model_type="i2v", in_dim=36, **common),
+        "vace": VaceWanModel(in_dim=16, vace_layers=1, vace_in_dim=96, **common),
+    }
+    os.makedirs(os.path.join(out_dir, "diffusion_models"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "vae"), exist_ok=True)
+    for i, (kind, m) in enumerate(models.items()):
+        save_file(_fill(m, seed=i), os.path.join(out_dir, "diffusion_models", MODEL_FILES[kind]))
+    with torch.device("meta"):
+        vae = WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                     temperal_downsample=[False, True, True])
+    sd = {k: v.half() for k, v in _fill(vae, seed=10).items()}
+    save_file(sd, os.path.join(out_dir, "vae", VAE_FILE))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
