@@ -1,7 +1,7 @@
 """ComfyUI adapters: each module declares one family of nodes; no tensor math lives here."""
-from . import latent_masks
+from . import embeds, latent_masks, sampler, training, vae
 
-MODULES = (latent_masks,)
+MODULES = (latent_masks, embeds, vae, sampler, training)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

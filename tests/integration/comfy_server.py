@@ -7,6 +7,7 @@ with ``--base-directory``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -45,12 +46,14 @@ def _free_port() -> int:
 
 
 def make_tiny_models(comfy: Path, models_dir: Path) -> None:
-    """Generate the tiny checkpoints once per models folder."""
-    marker = models_dir / ".tiny_models_done"
-    if marker.exists():
+    """Generate the tiny checkpoints once per models folder (again whenever tiny_models.py changes)."""
+    stamp = hashlib.sha256(TINY_MODELS.read_bytes()).hexdigest()
+    marker = models_dir / ".tiny_models_stamp"
+    if marker.exists() and marker.read_text() == stamp:
         return
+    models_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, str(TINY_MODELS), str(comfy), str(models_dir)], check=True)
-    marker.write_text("ok")
+    marker.write_text(stamp)
 
 
 class ComfyServer:

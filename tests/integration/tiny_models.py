@@ -8,6 +8,7 @@ Files written (fp16 for the VAE to halve its size):
 * ``diffusion_models/wan_tiny_t2v.safetensors``  dim 128, 2 layers, in_dim 16
 * ``diffusion_models/wan_tiny_i2v.safetensors``  dim 128, 2 layers, in_dim 36, img_emb (i2v)
 * ``diffusion_models/wan_tiny_vace.safetensors`` dim 128, 2 layers, 1 VACE layer (vace_in_dim 96)
+* ``diffusion_models/wan_tiny_wan22_5b.safetensors`` dim 128, 2 layers, in/out 48 (Wan 2.2 TI2V-5B layout)
 * ``vae/wan_tiny_vae.safetensors``                the real-size Wan 2.1 VAE (width 96), random
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ MODEL_FILES = {
     "t2v": "wan_tiny_t2v.safetensors",
     "i2v": "wan_tiny_i2v.safetensors",
     "vace": "wan_tiny_vace.safetensors",
+    "wan22_5b": "wan_tiny_wan22_5b.safetensors",
 }
 VAE_FILE = "wan_tiny_vae.safetensors"
 
@@ -53,12 +55,12 @@ def main(comfy_path: str, out_dir: str) -> None:
     from comfy.ldm.wan.vae import WanVAE
 
     ops = comfy.ops.disable_weight_init
-    common = dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2, text_dim=4096, out_dim=16,
-                  device="meta", operations=ops)
+    common = dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2, text_dim=4096, device="meta", operations=ops)
     models = {
-        "t2v": WanModel(model_type="t2v", in_dim=16, **common),
-        "i2v": WanModel(model_type="i2v", in_dim=36, **common),
-        "vace": VaceWanModel(in_dim=16, vace_layers=1, vace_in_dim=96, **common),
+        "t2v": WanModel(model_type="t2v", in_dim=16, out_dim=16, **common),
+        "i2v": WanModel(model_type="i2v", in_dim=36, out_dim=16, **common),
+        "vace": VaceWanModel(in_dim=16, out_dim=16, vace_layers=1, vace_in_dim=96, **common),
+        "wan22_5b": WanModel(model_type="t2v", in_dim=48, out_dim=48, **common),
     }
     os.makedirs(os.path.join(out_dir, "diffusion_models"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "vae"), exist_ok=True)
