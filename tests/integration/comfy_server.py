@@ -19,24 +19,17 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from wanmask_runner import locate
+
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent / "helper_nodes"
 TINY_MODELS = Path(__file__).resolve().parent / "tiny_models.py"
 
 
 def find_comfyui() -> tuple[Path | None, str]:
-    """ComfyUI's folder from COMFYUI_PATH, or the ComfyUI this pack is installed in; else (None, why)."""
-    env = os.environ.get("COMFYUI_PATH")
-    if env:
-        p = Path(env).expanduser().resolve()
-        if (p / "main.py").is_file() and (p / "comfy").is_dir():
-            return p, ""
-        return None, f"COMFYUI_PATH={env} is not a ComfyUI checkout (no main.py and comfy/ there)"
-    parent = REPO.parent
-    if parent.name == "custom_nodes" and (parent.parent / "main.py").is_file():
-        return parent.parent, ""
-    return None, ("no ComfyUI found: set COMFYUI_PATH to a ComfyUI 0.3.64 checkout "
-                  "(with its requirements installed) to run the integration tests")
+    """ComfyUI's folder (COMFYUI_PATH, or the ComfyUI this pack is installed in), else (None, why)."""
+    path, why = locate.find_comfyui()
+    return path, (why + " (with its requirements installed) to run the integration tests") if why else ""
 
 
 def _free_port() -> int:

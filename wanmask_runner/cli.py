@@ -1,0 +1,56 @@
+"""Command line: ``python -m wanmask_runner WORKFLOW [options]`` (also the ``wanmask-run`` script).
+
+Exit codes: 0 success; 1 execution failed or was interrupted; 2 the workflow was refused
+(validation, unknown nodes, bad --set); 3 bad usage / ComfyUI not reachable.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .api import WorkflowError, run_workflow
+from .progress import ProgressPrinter
+from .workflow_format import WorkflowFormatError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wanmask-run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workflow", help="workflow JSON: UI format (as the frontend saves it) or API format")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--server", metavar="URL", help="a running ComfyUI, e.g. http://127.0.0.1:8188")
+    where.add_argument("--comfyui", metavar="PATH", help="run embedded: start ComfyUI's executor from this checkout in-process")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                   help="override an input; NODE is a node id, title or unique class type (repeatable)")
+    p.add_argument("--out", default="outputs", help="folder for the workflow's output files (default: outputs)")
+    p.add_argument("--comfy-arg", dest="comfy_args", action="append", default=[], metavar="ARG",
+                   help="extra ComfyUI command-line argument for embedded mode (repeatable), e.g. --comfy-arg=--cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        result = run_workflow(args.workflow, server=args.server, comfyui=args.comfyui, overrides=args.overrides,
+                              out_dir=args.out, on_event=None if args.quiet else ProgressPrinter(),
+                              comfy_args=args.comfy_args)
+    except WorkflowError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 2 if e.result.status == "invalid" else 1
+    except WorkflowFormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    for f in result.files:
+        print(f"wrote {f}")
+    print(f"done: prompt {result.prompt_id}, {len(result.files)} file(s) in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Run prompts on a ComfyUI server over HTTP, with progress from its websocket."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+from .api import RunResult
+
+log = logging.getLogger("wanmask_runner")
+
+
+class ServerBackend:
+    def __init__(self, url: str, timeout: float = 3600.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.client_id = uuid.uuid4().hex
+
+    def _get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=60) as r:
+            return r.read()
+
+    def object_info(self) -> dict:
+        return json.loads(self._get("/object_info"))
+
+    def read_output(self, ref: dict) -> bytes:
+        q = urllib.parse.urlencode({"filename": ref["filename"], "subfolder": ref.get("subfolder", ""),
+                                    "type": ref.get("type", "output")})
+        return self._get(f"/view?{q}")
+
+    def _listen(self, prompt_id: str, on_event, stop: threading.Event):
+        """Forward websocket events of this prompt to on_event (needs websocket-client)."""
+        try:
+            import websocket  # websocket-client
+        except ImportError:
+            log.warning("websocket-client is not installed: no progress bar (pip install websocket-client)")
+            return
+        ws_url = self.url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
+        try:
+            ws = websocket.create_connection(ws_url, timeout=1)
+        except Exception as e:  # progress is optional; the run itself goes on
+            log.warning("no progress: websocket %s failed (%s)", ws_url, e)
+            return
+        try:
+            while not stop.is_set():
+                try:
+                    msg = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue
+                except Exception:
+                    return
+                if isinstance(msg, str):
+                    data = json.loads(msg)
+                    d = data.get("data", {})
+                    if d.get("prompt_id") in (None, prompt_id):
+                        on_event(data.get("type"), d)
+        finally:
+            ws.close()
+
+    def run(self, prompt: dict, prompt_id: str, on_event=None) -> RunResult:
+        stop = threading.Event()
+        listener = None
+        if on_event is not None:
+            listener = threading.Thread(target=self._listen, args=(prompt_id, on_event, stop), daemon=True)
+            listener.start()
+            time.sleep(0.2)  # let the socket connect before the prompt starts
+        try:
+            body = json.dumps({"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}).encode()
+            req = urllib.request.Request(self.url + "/prompt", data=body, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    queued = json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                err = json.loads(e.read() or b"{}")
+                return RunResult(prompt_id, False, "invalid", node_errors=err.get("node_errors", {}),
+                                 error=err.get("error"))
+            prompt_id = queued.get("prompt_id", prompt_id)
+            deadline = time.time() + self.timeout
+            while time.time() < deadline:
+                hist = json.loads(self._get(f"/history/{prompt_id}"))
+                entry = hist.get(prompt_id)
+                if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
+                    return result_from_history(prompt_id, entry)
+                time.sleep(0.25)
+            raise TimeoutError(f"prompt {prompt_id} did not finish in {self.timeout}s")
+        finally:
+            stop.set()
+            if listener is not None:
+                listener.join(2)
+
+
+def result_from_history(prompt_id: str, entry: dict) -> RunResult:
+    """A RunResult from a /history entry (or the embedded executor's equivalent)."""
+    messages = entry.get("status", {}).get("messages", [])
+    error = next((d for e, d in messages if e in ("execution_error", "execution_interrupted")), None)
+    interrupted = any(e == "execution_interrupted" for e, _ in messages)
+    ok = entry["status"]["status_str"] == "success"
+    status = "success" if ok else ("interrupted" if interrupted else "error")
+    return RunResult(prompt_id, ok, status, outputs=entry.get("outputs", {}), error=error)

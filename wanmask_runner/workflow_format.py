@@ -1,0 +1,204 @@
+"""UI-format (nodes + links, as the frontend saves) <-> API-format (what POST /prompt takes) workflows.
+
+The conversion needs ``/object_info``: it tells which inputs are widgets (their values are in a
+UI node's ``widgets_values``, in declaration order) and which are sockets (links).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+SEED_CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
+UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload")
+# UI nodes that are frontend-only and never reach the server.
+FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+MUTED, BYPASSED = 2, 4
+
+
+class WorkflowFormatError(ValueError):
+    """A workflow that cannot be converted (unknown node type, broken link, ...)."""
+
+
+def is_ui_format(workflow: dict) -> bool:
+    return isinstance(workflow.get("nodes"), list) and "links" in workflow
+
+
+def _input_specs(info: dict) -> list[tuple[str, str, dict]]:
+    """[(name, type, options)] in declaration order: required, then optional. A COMBO's choices
+    are in ``options["options"]`` (V1 lists them as the type itself)."""
+    specs = []
+    order = info.get("input_order") or {k: list(v) for k, v in info.get("input", {}).items()}
+    for section in ("required", "optional"):
+        declared = info.get("input", {}).get(section, {})
+        for name in order.get(section, []):
+            spec = declared.get(name)
+            if spec is None:
+                continue
+            kind, opts = spec[0], dict(spec[1]) if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if isinstance(kind, list):
+                kind, opts["options"] = "COMBO", kind
+            specs.append((name, kind, opts))
+    return specs
+
+
+def is_widget(kind: str, opts: dict) -> bool:
+    return kind in WIDGET_TYPES and not opts.get("forceInput", False)
+
+
+def widget_names(info: dict) -> list[tuple[str, int]]:
+    """[(widget name, number of serialized values)]: a seed with control_after_generate and an
+    upload widget serialize one extra value each."""
+    out = []
+    for name, kind, opts in _input_specs(info):
+        if is_widget(kind, opts):
+            extra = 1 if opts.get("control_after_generate") or any(opts.get(f) for f in UPLOAD_FLAGS) else 0
+            out.append((name, 1 + extra))
+    return out
+
+
+def ui_to_api(ui: dict, object_info: dict) -> dict:
+    """Convert a UI-format workflow to an API-format prompt.
+
+    Muted nodes are dropped; bypassed nodes pass their first input of a matching type through.
+    """
+    links = {l[0]: l for l in ui.get("links", [])}  # id -> [id, from_node, from_slot, to_node, to_slot, type]
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    prompt: dict[str, Any] = {}
+
+    def source(link_id):
+        """Follow a link through reroutes and bypassed nodes to a real output [node_id, slot]."""
+        seen = set()
+        while link_id is not None:
+            if link_id in seen:
+                raise WorkflowFormatError(f"link {link_id} loops through bypassed/reroute nodes")
+            seen.add(link_id)
+            link = links.get(link_id)
+            if link is None:
+                raise WorkflowFormatError(f"link {link_id} is referenced by a node but missing from 'links'")
+            node = nodes[link[1]]
+            if node["type"] == "Reroute":
+                link_id = (node.get("inputs") or [{}])[0].get("link")
+            elif node.get("mode") == BYPASSED:
+                out_type = link[5]
+                match = [i for i in node.get("inputs", []) if i.get("type") == out_type and i.get("link") is not None]
+                link_id = match[0]["link"] if match else None
+            else:
+                return [str(link[1]), link[2]]
+        return None
+
+    for node in ui["nodes"]:
+        kind = node["type"]
+        if kind in FRONTEND_ONLY or node.get("mode") in (MUTED, BYPASSED):
+            continue
+        info = object_info.get(kind)
+        if info is None:
+            raise WorkflowFormatError(f"node {node['id']}: type {kind!r} is not installed on this ComfyUI "
+                                      f"(missing custom node pack?)")
+        inputs: dict[str, Any] = {}
+        values = list(node.get("widgets_values") or [])
+        if isinstance(node.get("widgets_values"), dict):  # some nodes save a dict by name
+            inputs.update(node["widgets_values"])
+            values = []
+        pos = 0
+        for name, count in widget_names(info):
+            if pos < len(values):
+                inputs[name] = values[pos]
+            pos += count
+        for inp in node.get("inputs", []):
+            if inp.get("link") is not None:
+                src = source(inp["link"])
+                if src is not None:
+                    inputs[inp["name"]] = src
+        prompt[str(node["id"])] = {"class_type": kind, "inputs": inputs,
+                                   "_meta": {"title": node.get("title") or info.get("display_name", kind)}}
+    return prompt
+
+
+def api_to_ui(prompt: dict, object_info: dict) -> dict:
+    """Lay out an API-format prompt as a UI-format workflow (left to right by dependency depth)."""
+    ids = {nid: int(nid) for nid in prompt}
+    depth: dict[str, int] = {}
+
+    def node_depth(nid, stack=()):
+        if nid in depth:
+            return depth[nid]
+        if nid in stack:
+            raise WorkflowFormatError(f"node {nid} is part of a cycle")
+        ups = [v[0] for v in prompt[nid]["inputs"].values() if isinstance(v, list) and len(v) == 2]
+        depth[nid] = 1 + max((node_depth(u, stack + (nid,)) for u in ups), default=-1)
+        return depth[nid]
+
+    for nid in prompt:
+        node_depth(nid)
+    links, ui_nodes, rows = [], [], {}
+    outputs: dict[str, list[dict]] = {}
+    for nid in sorted(prompt, key=lambda n: (depth[n], ids[n])):
+        info = object_info[prompt[nid]["class_type"]]
+        outputs[nid] = [{"name": name, "type": typ, "links": [], "slot_index": i}
+                        for i, (typ, name) in enumerate(zip(info["output"], info.get("output_name", info["output"])))]
+    for nid in sorted(prompt, key=lambda n: (depth[n], ids[n])):
+        node = prompt[nid]
+        info = object_info[node["class_type"]]
+        ui_inputs, widgets = [], []
+        for name, kind, opts in _input_specs(info):
+            value = node["inputs"].get(name)
+            linked = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+            if is_widget(kind, opts):
+                default = opts.get("default", (opts.get("options") or [None])[0])
+                widgets.append(default if linked or value is None else value)
+                if opts.get("control_after_generate"):
+                    widgets.append("fixed")
+                if not linked:
+                    continue
+            if not linked and value is not None:
+                raise WorkflowFormatError(f"node {nid}: input {name!r} of type {kind} must be a link")
+            entry = {"name": name, "type": kind, "link": None}
+            if is_widget(kind, opts):
+                entry["widget"] = {"name": name}
+            if linked:
+                link_id = len(links) + 1
+                src, slot = value
+                links.append([link_id, ids[src], slot, ids[nid], len(ui_inputs), kind])
+                outputs[src][slot]["links"].append(link_id)
+                entry["link"] = link_id
+            ui_inputs.append(entry)
+        col = depth[nid]
+        row = rows.get(col, 0)
+        rows[col] = row + 1
+        ui_nodes.append({
+            "id": ids[nid], "type": node["class_type"], "pos": [60 + 380 * col, 60 + 260 * row],
+            "size": [340, 200], "flags": {}, "order": len(ui_nodes), "mode": 0,
+            "inputs": ui_inputs, "outputs": outputs[nid],
+            "title": node.get("_meta", {}).get("title", info.get("display_name", node["class_type"])),
+            "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets,
+        })
+    return {"last_node_id": max(ids.values(), default=0), "last_link_id": len(links), "nodes": ui_nodes,
+            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: JSON when it parses (numbers, true/false, lists), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(prompt: dict, overrides: list[str]) -> dict:
+    """Apply ``NODE.INPUT=VALUE`` overrides; NODE is a node id, a title, or a class type that occurs once."""
+    for item in overrides:
+        target, sep, raw = item.partition("=")
+        node_ref, dot, input_name = target.rpartition(".")
+        if not sep or not dot or not node_ref or not input_name:
+            raise WorkflowFormatError(f"--set {item!r}: expected NODE.INPUT=VALUE, e.g. KSampler.steps=4 or 3.seed=1")
+        if node_ref in prompt:
+            matches = [node_ref]
+        else:
+            matches = [nid for nid, n in prompt.items() if n.get("_meta", {}).get("title") == node_ref] or \
+                      [nid for nid, n in prompt.items() if n["class_type"] == node_ref]
+        if len(matches) != 1:
+            found = "no node" if not matches else f"{len(matches)} nodes ({', '.join(matches)})"
+            raise WorkflowFormatError(f"--set {item!r}: {found} match {node_ref!r}; use a node id instead")
+        prompt[matches[0]]["inputs"][input_name] = parse_value(raw)
+    return prompt
