@@ -23,6 +23,7 @@ from masking.preview import overlay_effective_mask
 
 from .demo_data import fast_motion_clip
 from .locate import HOW_TO_GET, REPO, find_comfyui
+from .tiny import tiny_graph
 
 EXAMPLE = REPO / "example_workflows" / "api" / "t2v_fast_motion_inpaint.json"
 CACHE = REPO / ".cache"
@@ -73,25 +74,6 @@ def write_clip(path: Path, frames: torch.Tensor, fps: int = 16) -> None:
         for frame in (frames * 255).round().to(torch.uint8).numpy():
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
-
-
-def tiny_graph(prompt: dict, size: int, steps: int) -> dict:
-    """Swap real model files for tiny ones, text encoding for a zero embedding, and shrink sizes."""
-    for nid, node in list(prompt.items()):
-        kind, inputs = node["class_type"], node["inputs"]
-        if kind == "UNETLoader":
-            inputs["unet_name"] = "wan_tiny_t2v.safetensors"
-        elif kind == "VAELoader":
-            inputs["vae_name"] = "wan_tiny_vae.safetensors"
-        elif kind == "CLIPLoader":
-            del prompt[nid]
-        elif kind == "CLIPTextEncode":
-            prompt[nid] = {"class_type": "WanMaskDemoZeroConditioning", "inputs": {}, "_meta": node.get("_meta", {})}
-        elif kind == "ImageScale":
-            inputs["width"] = inputs["height"] = size
-        elif kind == "KSampler":
-            inputs["steps"] = steps
-    return prompt
 
 
 class WanMaskDemoZeroConditioning:
@@ -148,7 +130,7 @@ def main(argv=None) -> int:
         if not (tiny_dir / "vae" / "wan_tiny_vae.safetensors").exists():
             subprocess.run([sys.executable, str(TINY_MODELS_SCRIPT), str(comfy), str(tiny_dir)], check=True)
         nodes.NODE_CLASS_MAPPINGS["WanMaskDemoZeroConditioning"] = WanMaskDemoZeroConditioning
-        prompt = tiny_graph(prompt, size=64, steps=4)
+        prompt = tiny_graph(prompt, ("WanMaskDemoZeroConditioning", {}), size=64, frames=17, steps=4)
         frames, size = 17, (64, 64)
     else:
         frames, size = 81, (480, 832)

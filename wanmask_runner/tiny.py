@@ -1,0 +1,43 @@
+"""Rewrite a real-model workflow to run on tiny random-weight checkpoints (demo and tests).
+
+Model files become the tiny ones (by kind), text encoding becomes a zero UMT5 embedding from a
+given node class, and sizes, lengths and step counts shrink. The graph's masking is untouched.
+"""
+from __future__ import annotations
+
+TINY_UNETS = (("vace", "wan_tiny_vace.safetensors"), ("i2v", "wan_tiny_i2v.safetensors"),
+              ("flf2v", "wan_tiny_i2v.safetensors"), ("ti2v_5b", "wan_tiny_wan22_5b.safetensors"))
+TINY_T2V = "wan_tiny_t2v.safetensors"
+TINY_VAE = "wan_tiny_vae.safetensors"
+SAMPLERS = {"KSampler", "KSamplerAdvanced"}
+
+
+def tiny_unet_for(name: str) -> str:
+    low = name.lower()
+    return next((tiny for key, tiny in TINY_UNETS if key in low), TINY_T2V)
+
+
+def tiny_graph(prompt: dict, zero_cond: tuple[str, dict], size: int = 64, frames: int = 17, steps: int = 3) -> dict:
+    """Return the prompt rewritten in place (see module docstring)."""
+    for nid, node in list(prompt.items()):
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "UNETLoader":
+            inputs["unet_name"] = tiny_unet_for(inputs["unet_name"])
+        elif "vae_name" in inputs:
+            inputs["vae_name"] = TINY_VAE
+        elif kind == "CLIPLoader":
+            del prompt[nid]
+            continue
+        elif kind == "CLIPTextEncode":
+            prompt[nid] = {"class_type": zero_cond[0], "inputs": dict(zero_cond[1]), "_meta": node.get("_meta", {})}
+            continue
+        for key in ("width", "height"):
+            if isinstance(inputs.get(key), int):
+                inputs[key] = size
+        if isinstance(inputs.get("length"), int):
+            inputs["length"] = frames
+        if kind in SAMPLERS:
+            inputs["steps"] = steps
+            if "end_at_step" in inputs:
+                inputs["end_at_step"] = min(inputs["end_at_step"], steps)
+    return prompt
