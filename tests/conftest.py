@@ -1,4 +1,5 @@
-"""Integration fixtures: one real ComfyUI server per test session (skipped when none is found)."""
+"""Shared fixtures: one real ComfyUI server per test session for tests/integration and
+tests/reliability (skipped with the reason when no ComfyUI is found). Unit tests never use them."""
 from __future__ import annotations
 
 import os

@@ -1,0 +1,150 @@
+"""The bad-input corpus: miswired or malformed graphs a user can really build, each with the
+words its error must contain (the input's name and the fix). Families add their cases to CASES."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import save_file
+
+from tests.integration.graphs import Graph, tiny_vae
+
+FRAMES, SIZE = 17, 64
+
+
+@dataclass
+class Case:
+    id: str
+    build: Callable[[Graph, Path], None]  # adds nodes (ending in an output node) to the graph
+    expect: tuple[str, ...]  # all must appear in the error (case-insensitive)
+
+
+CASES: list[Case] = []
+
+
+def case(id: str, *expect: str):
+    def register(fn):
+        CASES.append(Case(id, fn, expect))
+        return fn
+    return register
+
+
+def load(g: Graph, io_dir: Path, name: str, **tensors):
+    path = io_dir / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return g.add("WanMaskTestLoad", path=str(path))
+
+
+def clip(g: Graph, io_dir: Path, frames=FRAMES, size=SIZE, mask=None):
+    """(source, latent) handles: source gives a random clip (IMAGE) and a full MASK, latent a random
+    Wan 2.1 latent of the matching shape (as VAEEncode would give, without spending time on it)."""
+    m = mask if mask is not None else torch.ones(frames, size, size)
+    t = 1 + (frames - 1) // 4
+    src = load(g, io_dir, f"clip{frames}_{size}", image=torch.rand(frames, size, size, 3), mask=m,
+               samples=torch.randn(1, 16, t, size // 8, size // 8))
+    return src, src[2]
+
+
+def save(g: Graph, io_dir: Path, **inputs):
+    g.add("WanMaskTestSave", path=str(io_dir / "never.safetensors"), **inputs)
+
+
+# ---- WanMaskToLatent / WanMaskPreview ---------------------------------------------------------
+
+def to_latent(g, samples, mask, **kw):
+    args = dict(temporal="max", spatial="max", grow=0) | kw
+    return g.add("WanMaskToLatent", samples=samples, mask=mask, **args)
+
+
+@case("to_latent_mask_frames_not_1_T_or_F", "mask: 16 frames", "Fix", "17")
+def _(g, d):
+    src, lat = clip(g, d)
+    bad = load(g, d, "m16", mask=torch.ones(16, SIZE, SIZE))
+    save(g, d, latent=to_latent(g, lat, bad[1]))
+
+
+@case("to_latent_mask_with_nan", "mask:", "NaN", "Fix")
+def _(g, d):
+    m = torch.ones(FRAMES, SIZE, SIZE)
+    m[3, 5, 5] = float("nan")
+    src, lat = clip(g, d)
+    bad = load(g, d, "mnan", mask=m)
+    save(g, d, latent=to_latent(g, lat, bad[1]))
+
+
+@case("to_latent_mask_is_4d", "mask: expected a MASK", "Fix")
+def _(g, d):
+    src, lat = clip(g, d)
+    bad = load(g, d, "m4d", mask=torch.ones(1, FRAMES, SIZE, SIZE))
+    save(g, d, latent=to_latent(g, lat, bad[1]))
+
+
+@case("to_latent_image_latent_not_video", "samples: expected a Wan video latent", "Fix")
+def _(g, d):
+    empty = g.add("EmptyLatentImage", width=64, height=64, batch_size=1)
+    m = load(g, d, "m1", mask=torch.ones(1, SIZE, SIZE))
+    save(g, d, latent=to_latent(g, empty, m[1]))
+
+
+@case("to_latent_not_a_wan_latent", "samples: a latent with 32 channels", "Fix")
+def _(g, d):
+    src = load(g, d, "lat32", samples=torch.zeros(1, 32, 5, 8, 8), mask=torch.ones(FRAMES, SIZE, SIZE))
+    save(g, d, latent=to_latent(g, src[2], src[1]))
+
+
+@case("to_latent_batch_cannot_broadcast", "mask: 7 frames", "latent batch of 2", "10 or 34")
+def _(g, d):
+    empty = g.add("EmptyHunyuanLatentVideo", width=64, height=64, length=17, batch_size=2)
+    m = load(g, d, "m7", mask=torch.ones(7, SIZE, SIZE))
+    save(g, d, latent=to_latent(g, empty, m[1]))
+
+
+@case("to_latent_unknown_temporal_mode", "temporal", "max", "trilinear")
+def _(g, d):
+    src, lat = clip(g, d)
+    save(g, d, latent=to_latent(g, lat, src[1], temporal="median"))
+
+
+@case("to_latent_grow_out_of_range", "grow", "64")
+def _(g, d):
+    src, lat = clip(g, d)
+    save(g, d, latent=to_latent(g, lat, src[1], grow=100))
+
+
+@case("to_latent_mask_not_connected", "mask", "required input")
+def _(g, d):
+    src, lat = clip(g, d)
+    node = g.add("WanMaskToLatent", samples=lat, temporal="max", spatial="max", grow=0)
+    save(g, d, latent=node)
+
+
+@case("preview_images_wrong_frame_count", "images:", "17", "Fix")
+def _(g, d):
+    src, lat = clip(g, d)
+    other = load(g, d, "img9", image=torch.rand(9, SIZE, SIZE, 3))
+    p = g.add("WanMaskPreview", samples=to_latent(g, lat, src[1]), images=other[0])
+    save(g, d, mask=p[1])
+
+
+@case("preview_images_wrong_size", "images:", "64x64", "Fix")
+def _(g, d):
+    src, lat = clip(g, d)
+    other = load(g, d, "img48", image=torch.rand(FRAMES, 48, 48, 3))
+    p = g.add("WanMaskPreview", samples=to_latent(g, lat, src[1]), images=other[0])
+    save(g, d, mask=p[1])
+
+
+@case("preview_user_mask_wrong_frames", "mask: 12 frames", "Fix")
+def _(g, d):
+    src, lat = clip(g, d)
+    bad = load(g, d, "m12", mask=torch.ones(12, SIZE, SIZE))
+    p = g.add("WanMaskPreview", samples=to_latent(g, lat, src[1]), mask=bad[1])
+    save(g, d, mask=p[1])
+
+
+@case("preview_image_latent_not_video", "samples: expected a Wan video latent")
+def _(g, d):
+    p = g.add("WanMaskPreview", samples=g.add("EmptyLatentImage", width=64, height=64, batch_size=1))
+    save(g, d, mask=p[1])
