@@ -1,4 +1,129 @@
-"""Placeholder: the sampler node family is added by its issue."""
+"""Sampler patch node: WanMaskSamplerPatch (differential diffusion done right, early checks, exact keep)."""
+from __future__ import annotations
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
+import logging
+
+import comfy.model_base
+import comfy.patcher_extension
+import comfy.sampler_helpers
+
+from ..masking import conventions
+from ..masking.differential import MODES, DifferentialMask, check_settings, paste_kept, to_device
+from ..wan.validation import WanModelInfo, summarize_conds, validate_sampling
+
+log = logging.getLogger("WanMasking")
+CATEGORY = "WanMasking/sampler"
+WRAPPER_KEY = "WanMaskSamplerPatch"
+
+_OUTER_ARGS = ("noise", "latent_image", "sampler", "sigmas", "denoise_mask", "callback", "disable_pbar", "seed")
+_OUTER_DEFAULTS = {"denoise_mask": None, "callback": None, "disable_pbar": False, "seed": None}
+
+
+def wan_model_info(model_patcher) -> WanModelInfo | None:
+    """The numbers the checks need, or None when the model is not a Wan model."""
+    base = getattr(model_patcher, "model", None)
+    if not isinstance(base, comfy.model_base.WAN21):
+        return None
+    dm = base.diffusion_model
+    vace = getattr(dm, "vace_in_dim", None)
+    return WanModelInfo(name=type(base).__name__, in_channels=int(dm.patch_embedding.weight.shape[1]),
+                        latent_channels=int(base.latent_format.latent_channels),
+                        image_to_video=bool(getattr(base, "image_to_video", False)),
+                        vace_in_channels=int(vace) if vace is not None else None)
+
+
+class _Patch:
+    """The closures installed on the cloned model. They only reach ComfyUI objects and call the core."""
+
+    def __init__(self, differential: str, strength: float, exact_keep: bool, validate: bool):
+        self.mask_fn = DifferentialMask(differential, strength, exact_keep)
+        self.exact_keep = exact_keep
+        self.validate = validate
+
+    def denoise_mask_function(self, sigma, denoise_mask, extra_options):
+        ms = extra_options["model"].inner_model.model_sampling
+        return self.mask_fn(sigma, denoise_mask, extra_options["sigmas"], ms.timestep, ms.sigma_min)
+
+    def outer_sample(self, executor, *args, **kwargs):
+        bound = {**_OUTER_DEFAULTS, **dict(zip(_OUTER_ARGS, args)), **kwargs}
+        guider = executor.class_obj
+        noise, latent, mask = bound["noise"], bound["latent_image"], bound.get("denoise_mask")
+        if self.validate:
+            info = wan_model_info(guider.model_patcher)
+            if info is not None:
+                found = validate_sampling(info, tuple(noise.shape), None if mask is None else tuple(mask.shape),
+                                          summarize_conds(getattr(guider, "conds", {})))
+                for w in found.warnings:
+                    log.warning("WanMaskSamplerPatch: %s", w)
+        if mask is not None:
+            # Once per sampling call: the mask goes to the sampling device and dtype (pinned, non_blocking on
+            # CUDA), so ComfyUI's own prepare_mask and every step work on-device.
+            mask = to_device(mask, guider.model_patcher.load_device, noise.dtype if noise.is_floating_point() else None)
+            bound["denoise_mask"] = mask
+        try:
+            out = executor(*(bound[k] for k in _OUTER_ARGS))
+        finally:
+            self.mask_fn.reset()
+        if self.exact_keep and mask is not None and latent is not None:
+            prepared = comfy.sampler_helpers.prepare_mask(mask, noise.shape, out.device)
+            out = paste_kept(out, latent, prepared)
+        return out
+
+
+class WanMaskSamplerPatch:
+    DESCRIPTION = ("Patches a Wan model for masked sampling with the native KSampler, KSamplerAdvanced or "
+                   "SamplerCustomAdvanced: differential diffusion that is correct at every strength and scheduler, "
+                   "kept regions (mask 0) that end exactly at the input latent, and plain-language shape checks "
+                   f"before the first step. Noise mask: {conventions.NOISE_MASK}. "
+                   "A non-Wan model passes through unchanged (with a warning).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "A Wan model (2.1 T2V/I2V/VACE, 2.2 14B or 5B). The output is a patched clone."}),
+            "differential": (list(MODES), {"default": "timestep", "tooltip":
+                "How a soft noise mask is released over the steps. off: the mask as given. timestep: ComfyUI's "
+                "native Differential Diffusion (a cell with value v regenerates once the normalized timestep falls "
+                "to v). step: release by step index (i/N), like WanVideoWrapper. soft: a continuous ramp "
+                "min(1, v/threshold) instead of a hard switch (smoother edges)."}),
+            "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+                "Blend of the thresholded mask (1.0) and the plain soft mask (0.0): strength*thresholded + "
+                "(1-strength)*mask. 0 really means no binarization (native treats 0 like 1)."}),
+            "exact_keep": ("BOOLEAN", {"default": True, "tooltip":
+                "Mask-0 cells are never released (native karras-type schedules release them on the last step) "
+                "and are pasted back from the input latent after sampling, bit for bit; also after a partial "
+                "KSamplerAdvanced run, so a two-sampler (high/low) chain ends exactly at the input there."}),
+            "validate": ("BOOLEAN", {"default": True, "tooltip":
+                "Before the first step, check model input channels vs latent + concat/VACE conditioning "
+                "(16/36/48), noise mask vs latent frames and size, and spatial multiples. Errors name the cause "
+                "and the fix; cases ComfyUI deliberately adapts only warn."}),
+        }}
+
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The patched clone of the model.",)
+    FUNCTION = "patch"
+    CATEGORY = CATEGORY
+
+    def patch(self, model, differential, strength, exact_keep, validate):
+        check_settings(differential, strength)
+        if wan_model_info(model) is None:
+            log.warning("WanMaskSamplerPatch: %s is not a Wan model; passing it through unpatched.",
+                        type(getattr(model, "model", model)).__name__)
+            return (model,)
+        patched = model.clone()
+        p = _Patch(differential, strength, exact_keep, validate)
+        if differential != "off":
+            if "denoise_mask_function" in patched.model_options:
+                log.warning("WanMaskSamplerPatch: replaces a denoise_mask_function set earlier in the graph "
+                            "(e.g. DifferentialDiffusion); use only one of them.")
+            # closures (not bound methods): ModelPatcher.clone deep-copies model_options.
+            patched.set_model_denoise_mask_function(
+                lambda sigma, denoise_mask, extra_options: p.denoise_mask_function(sigma, denoise_mask, extra_options))
+        patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY)
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY,
+                                     lambda executor, *a, **k: p.outer_sample(executor, *a, **k))
+        return (patched,)
+
+
+NODE_CLASS_MAPPINGS = {"WanMaskSamplerPatch": WanMaskSamplerPatch}
+NODE_DISPLAY_NAME_MAPPINGS = {"WanMaskSamplerPatch": "Wan Mask Sampler Patch (differential, exact keep, checks)"}
