@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from safetensors.torch import save_file
 
-from tests.integration.graphs import Graph, tiny_vae
+from tests.integration.graphs import Graph, tiny_t2v_model, tiny_vae, zero_cond
 
 FRAMES, SIZE = 17, 64
 
@@ -148,3 +148,63 @@ def _(g, d):
 def _(g, d):
     p = g.add("WanMaskPreview", samples=g.add("EmptyLatentImage", width=64, height=64, batch_size=1))
     save(g, d, mask=p[1])
+
+
+# ---- WanMaskSamplerPatch --------------------------------------------------------------------------
+
+def patch(g, model, **kw):
+    args = dict(differential="timestep", strength=1.0, exact_keep=True, validate=True) | kw
+    return g.add("WanMaskSamplerPatch", model=model, **args)
+
+
+def sample(g, model, latent, positive=None, negative=None):
+    cond = zero_cond(g)
+    return g.add("KSampler", model=model, positive=positive or cond, negative=negative or cond, latent_image=latent,
+                 seed=1, steps=2, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0)
+
+
+@case("patch_16ch_latent_on_48ch_5b_model", "16 channels", "48-channel", "Fix")
+def _(g, d):
+    src = load(g, d, "lat16", samples=torch.randn(1, 16, 5, 8, 8))
+    save(g, d, latent=sample(g, patch(g, tiny_t2v_model(g, "wan22_5b")), src[2]))
+
+
+@case("patch_i2v_conditioning_for_another_length", "built for 4 latent frames but the latent has 5", "WanImageToVideo")
+def _(g, d):
+    img = load(g, d, "start", image=torch.rand(1, SIZE, SIZE, 3))
+    cond = zero_cond(g)
+    i2v = g.add("WanImageToVideo", positive=cond, negative=cond, vae=tiny_vae(g), width=SIZE, height=SIZE, length=13,
+                batch_size=1, start_image=img[0])
+    latent = g.add("EmptyHunyuanLatentVideo", width=SIZE, height=SIZE, length=FRAMES, batch_size=1)
+    save(g, d, latent=sample(g, patch(g, tiny_t2v_model(g, "i2v")), latent, i2v[0], i2v[1]))
+
+
+@case("patch_noise_mask_for_another_length", "noise_mask: 21 frames", "5 latent frames", "17")
+def _(g, d):
+    m = load(g, d, "m21", mask=torch.ones(21, SIZE, SIZE))
+    latent = g.add("EmptyHunyuanLatentVideo", width=SIZE, height=SIZE, length=FRAMES, batch_size=1)
+    masked = g.add("SetLatentNoiseMask", samples=latent, mask=m[1])
+    save(g, d, latent=sample(g, patch(g, tiny_t2v_model(g)), masked))
+
+
+@case("patch_vace_reference_without_trimmed_latent", "vace_frames[0]: 6 latent frames", "reference image",
+      "TrimVideoLatent")
+def _(g, d):
+    img = load(g, d, "ref", image=torch.rand(1, SIZE, SIZE, 3))
+    cond = zero_cond(g)
+    vace = g.add("WanVaceToVideo", positive=cond, negative=cond, vae=tiny_vae(g), width=SIZE, height=SIZE,
+                 length=FRAMES, batch_size=1, strength=1.0, reference_image=img[0])
+    latent = g.add("EmptyHunyuanLatentVideo", width=SIZE, height=SIZE, length=FRAMES, batch_size=1)
+    save(g, d, latent=sample(g, patch(g, tiny_t2v_model(g, "vace")), latent, vace[0], vace[1]))
+
+
+@case("patch_strength_above_1", "strength", "1.0")
+def _(g, d):
+    src, lat = clip(g, d)
+    save(g, d, latent=sample(g, patch(g, tiny_t2v_model(g), strength=2.0), lat))
+
+
+@case("patch_unknown_differential_mode", "differential", "timestep", "soft")
+def _(g, d):
+    src, lat = clip(g, d)
+    save(g, d, latent=sample(g, patch(g, tiny_t2v_model(g), differential="linear"), lat))
