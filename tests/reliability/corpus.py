@@ -208,3 +208,130 @@ def _(g, d):
 def _(g, d):
     src, lat = clip(g, d)
     save(g, d, latent=sample(g, patch(g, tiny_t2v_model(g), differential="linear"), lat))
+
+
+# ---- Embed builders: WanMaskI2VEmbeds, WanMaskVaceEmbeds, WanMaskTemporal, WanMaskAnimateEmbeds, TrimLatent
+
+def image(g, d, frames=1, size=SIZE, name=None):
+    return load(g, d, name or f"img{frames}_{size}", image=torch.rand(frames, size, size, 3))[0]
+
+
+def i2v(g, d, **kw):
+    cond = zero_cond(g)
+    args = dict(positive=cond, negative=cond, vae=tiny_vae(g), width=SIZE, height=SIZE, length=FRAMES, batch_size=1,
+                fun_or_fl2v_model=True, null_fill="gray", latent_strength=1.0) | kw
+    emb = g.add("WanMaskI2VEmbeds", **args)
+    save(g, d, latent=emb[2])
+
+
+def vace(g, d, **kw):
+    cond = zero_cond(g)
+    args = dict(positive=cond, negative=cond, vae=tiny_vae(g), width=SIZE, height=SIZE, length=FRAMES, batch_size=1,
+                strength=1.0, mask_threshold=0.5) | kw
+    save(g, d, latent=g.add("WanMaskVaceEmbeds", **args)[2])
+
+
+def animate(g, d, **kw):
+    cond = zero_cond(g)
+    args = dict(positive=cond, negative=cond, vae=tiny_vae(g), width=SIZE, height=SIZE, length=FRAMES,
+                batch_size=1) | kw
+    save(g, d, latent=g.add("WanMaskAnimateEmbeds", **args)[2])
+
+
+@case("i2v_length_not_4n_plus_1", "length: 16 frames is not of the form 1+4k", "13 or 17")
+def _(g, d):
+    i2v(g, d, length=16, start_image=image(g, d))
+
+
+@case("i2v_width_not_multiple_of_16", "72x64", "multiple of 16", "Use")
+def _(g, d):
+    i2v(g, d, width=72, start_image=image(g, d))
+
+
+@case("i2v_keyframe_index_outside_clip", "keyframe_indices: frame index 20", "Fix")
+def _(g, d):
+    i2v(g, d, keyframes=image(g, d), keyframe_indices="20")
+
+
+@case("i2v_keyframe_count_mismatch", "keyframe_indices: 1 index(es)", "2 keyframe", "Fix")
+def _(g, d):
+    i2v(g, d, keyframes=image(g, d, frames=2), keyframe_indices="8")
+
+
+@case("i2v_keyframe_index_not_a_number", "keyframe_indices:", "not an integer", "Fix")
+def _(g, d):
+    i2v(g, d, keyframes=image(g, d), keyframe_indices="middle")
+
+
+@case("i2v_indices_without_keyframes", "keyframe_indices:", "no keyframes IMAGE is connected", "Fix")
+def _(g, d):
+    i2v(g, d, start_image=image(g, d), keyframe_indices="8")
+
+
+@case("i2v_end_image_overflows_without_fun_model", "end_image: with fun_or_fl2v_model off", "length 81")
+def _(g, d):
+    i2v(g, d, length=81, fun_or_fl2v_model=False, end_image=image(g, d))
+
+
+@case("i2v_mask_given_as_start_image", "start_image: expected an IMAGE", "Fix")
+def _(g, d):
+    bad = load(g, d, "img_as_5d", image=torch.rand(1, 1, SIZE, SIZE, 3))
+    i2v(g, d, start_image=bad[0])
+
+
+@case("i2v_unknown_null_fill", "null_fill", "gray", "black")
+def _(g, d):
+    i2v(g, d, start_image=image(g, d), null_fill="white")
+
+
+@case("vace_length_not_4n_plus_1", "length: 20 frames is not of the form 1+4k", "17 or 21")
+def _(g, d):
+    vace(g, d, length=20)
+
+
+@case("vace_height_not_multiple_of_16", "64x40", "multiple of 16")
+def _(g, d):
+    vace(g, d, height=40)
+
+
+@case("vace_mask_threshold_out_of_range", "mask_threshold", "1.0")
+def _(g, d):
+    vace(g, d, mask_threshold=1.5)
+
+
+@case("vace_control_masks_with_nan", "control_masks", "NaN", "Fix")
+def _(g, d):
+    m = torch.ones(FRAMES, SIZE, SIZE)
+    m[0, 0, 0] = float("nan")
+    vace(g, d, control_masks=load(g, d, "vnan", mask=m)[1])
+
+
+@case("temporal_keep_not_a_range", "keep:", "not a frame range", "Fix")
+def _(g, d):
+    save(g, d, mask=g.add("WanMaskTemporal", length=FRAMES, width=SIZE, height=SIZE, keep="first and last"))
+
+
+@case("temporal_keep_outside_clip", "keep:", "frame index 30", "Fix")
+def _(g, d):
+    save(g, d, mask=g.add("WanMaskTemporal", length=FRAMES, width=SIZE, height=SIZE, keep="0-0, 30-32"))
+
+
+@case("temporal_keep_range_reversed", "keep: range '9-4' ends before it starts", "Fix")
+def _(g, d):
+    save(g, d, mask=g.add("WanMaskTemporal", length=FRAMES, width=SIZE, height=SIZE, keep="9-4"))
+
+
+@case("animate_bg_images_without_mask", "mask: bg_images is connected but mask is not", "Fix")
+def _(g, d):
+    animate(g, d, bg_images=image(g, d, frames=FRAMES))
+
+
+@case("animate_mask_without_bg_images", "bg_images: mask is connected but bg_images is not", "Fix")
+def _(g, d):
+    animate(g, d, mask=load(g, d, "amask", mask=torch.ones(FRAMES, SIZE, SIZE))[1])
+
+
+@case("trim_latent_more_than_it_has", "cannot trim 4 latent frame(s) from the start and 3 from the end", "Fix")
+def _(g, d):
+    src, lat = clip(g, d)
+    save(g, d, latent=g.add("WanMaskTrimLatent", samples=lat, trim_start=4, trim_end=3))
