@@ -21,3 +21,6 @@ FILL_GRAY = 0.5
 
 FILL_BLACK = 0.0
 """The wrapper's null fill for unknown frames, in IMAGE space [0, 1] (-1.0 in the VAE's input)."""
+
+LOSS_WEIGHT = "1 (white, 8-bit 255) = full training weight, 0 (black) = no training signal (a weight, not a crop)"
+"""Loss-weight masks for masked-loss training (WanMaskLossWeights, WanMaskTrainLoRA)."""

@@ -1,0 +1,254 @@
+"""WanMaskLossWeights and WanMaskTrainLoRA in a real ComfyUI: masked-loss LoRA training of the tiny
+Wan t2v checkpoint on CPU, measured by how the model's x0 prediction changes, cell by cell.
+
+Data: a random base latent b [1, 16, 3, 8, 8] and a per-frame video mask (9 frames, nothing in frame 0,
+a square in frames 1..8). Dataset A's target is b plus a constant offset c inside the mask (it differs
+from the base only inside). Dataset B equals A inside the mask and adds another offset d outside it.
+A LoRA trained on a random tiny model shares its weights between all cells, so what it learns from
+the inside (the offset c) shows up outside as well: the 'phantom limb' effect the musubi guide warns
+about with background weight 0. The tests pin down what the masked loss itself guarantees and what
+the floor / prior preservation add:
+* with background weight 0 the outside target has (next to) no influence on the trained model;
+* the masked region is learned, and the mask changes the result compared with full weight;
+* prior preservation keeps the outside much closer to the base model.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from masking.geometry import WAN21
+from masking.weights import latent_loss_weights
+from tests.integration.comfy_server import execution_error
+from tests.integration.graphs import Graph, tiny_t2v_model, zero_cond
+
+FRAMES, SIZE, T, CELLS = 9, 64, 3, 8          # pixel clip 9x64x64 -> latent [1, 16, 3, 8, 8]
+SIGMAS = "0.2,0.5"                            # evaluation noise levels (one batch item each)
+STEPS, LR = 40, 5e-3
+RUNS = {  # tag: (dataset, loss mask connected, extra settings)
+    "A_masked": ("A", True, {}),
+    "B_masked": ("B", True, {}),
+    "A_full": ("A", False, {}),
+    "B_full": ("B", False, {}),
+    "A_prior": ("A", True, {"prior_preservation_weight": 1.0}),
+}
+
+
+def video_mask():
+    """Per-frame loss mask: 0 in frame 0 (latent 0), a 32x32 px square of 1 in frames 1..8 (latents 1, 2)."""
+    m = torch.zeros(FRAMES, SIZE, SIZE)
+    m[1:, 16:48, 16:48] = 1
+    return m
+
+
+def inside(n=1):
+    """Latent cells under the mask, as a bool [n, 16, T, 8, 8]."""
+    return (latent_loss_weights(video_mask(), (1, 16, T, CELLS, CELLS), WAN21) > 0.5).expand(n, 16, -1, -1, -1)
+
+
+def along(delta, direction, region):
+    """Mean projection of a change [n,16,T,h,w] onto a channel direction, over a region of cells."""
+    unit = direction / direction.norm()
+    return (delta * unit).sum(1, keepdim=True).expand_as(delta)[region].mean().item()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    g = torch.Generator().manual_seed(11)
+    base = torch.randn(1, 16, T, CELLS, CELLS, generator=g)
+    c = torch.randn(1, 16, 1, 1, 1, generator=g).sign() * 1.5
+    d = torch.randn(1, 16, 1, 1, 1, generator=g).sign() * 1.5
+    a = torch.where(inside(), base + c, base)       # differs from the base only inside the mask
+    b = torch.where(inside(), a, a + d)             # same as A inside, different outside
+    folder = tmp_path_factory.mktemp("train_data")
+    for name, latent in (("A", a), ("B", b)):
+        save_file({"samples": latent, "mask": video_mask()}, str(folder / f"{name}.safetensors"))
+    return {"dir": folder, "c": c, "d": d}
+
+
+def trainer(g, model, cond, source, masked, **settings):
+    values = dict(gamma=1.0, min_weight=0.0, prior_preservation_weight=0.0, prior_mask_threshold=0.0,
+                  normalize_per_sample=True, require_mask=masked)
+    values.update(settings)
+    extra = {"loss_mask": source[1]} if masked else {}
+    return g.add("WanMaskTrainLoRA", model=model, latents=source[2], positive=cond, batch_size=1,
+                 grad_accumulation_steps=1, steps=STEPS, learning_rate=LR, rank=8, optimizer="AdamW",
+                 loss_function="MSE", seed=0, training_dtype="fp32", lora_dtype="fp32", algorithm="LoRA",
+                 gradient_checkpointing=False, existing_lora="[None]", **values, **extra)
+
+
+@pytest.fixture(scope="module")
+def runs(server, data, tmp_path_factory):
+    """All trainings in one prompt; returns {tag: x0 change vs the base model}, the loss maps and the log."""
+    out = tmp_path_factory.mktemp("train_runs")
+    g = Graph()
+    model, cond = tiny_t2v_model(g), zero_cond(g)
+    sources = {name: g.add("WanMaskTestLoad", path=str(data["dir"] / f"{name}.safetensors")) for name in "AB"}
+
+    def predict(m, tag):
+        x0 = g.add("WanMaskTestPredictX0", model=m, latent=sources["A"][2], positive=cond, sigmas=SIGMAS, seed=5)
+        g.add("WanMaskTestSave", path=str(out / f"{tag}.safetensors"), latent=x0)
+
+    predict(model, "base")
+    for tag, (name, masked, settings) in RUNS.items():
+        trained = trainer(g, model, cond, sources[name], masked, **settings)
+        predict(g.add("LoraModelLoader", model=model, lora=trained[1], strength_model=1.0), tag)
+        g.add("WanMaskTestSaveLoss", loss=trained[2], path=str(out / f"{tag}_loss.json"))
+    server.run_ok(g.prompt, timeout=1500)
+    base = load_file(str(out / "base.safetensors"))["samples"]
+    change = {tag: load_file(str(out / f"{tag}.safetensors"))["samples"] - base for tag in RUNS}
+    losses = {tag: json.loads((out / f"{tag}_loss.json").read_text()) for tag in RUNS}
+    return change, losses, server.log_tail(400)
+
+
+# ---- node declarations ---------------------------------------------------------------------------
+
+def test_nodes_mirror_the_native_trainer(server):
+    info = server.get("/object_info")
+    ours, native = info["WanMaskTrainLoRA"], info["TrainLoraNode"]
+    n = len(native["input"]["required"])
+    assert list(ours["input"]["required"])[:n] == list(native["input"]["required"])
+    assert list(ours["input"]["required"])[n:] == [
+        "gamma", "min_weight", "prior_preservation_weight", "prior_mask_threshold", "normalize_per_sample",
+        "require_mask"]
+    assert list(ours["input"]["optional"]) == ["loss_mask"]
+    assert "1 (white, 8-bit 255) = full training weight" in ours["input"]["optional"]["loss_mask"][1]["tooltip"]
+    assert ours["output"] == native["output"] and ours["output_name"] == native["output_name"]
+    assert ours["category"] == "WanMasking/training"
+    weights = info["WanMaskLossWeights"]
+    assert list(weights["input"]["required"]) == ["mask", "preset", "gamma", "min_weight", "width", "height"]
+    assert weights["output"] == ["MASK", "IMAGE"]
+    tiers = info["WanMaskLossTiers"]
+    assert list(tiers["input"]["optional"]) == ["face", "body", "hair"]
+    assert [tiers["input"]["required"][k][1]["default"] for k in tiers["input"]["required"]] == [255, 128, 80, 0]
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+def test_training_runs_the_masked_loss_and_prints_the_banner(runs):
+    _, losses, log = runs
+    for tag in RUNS:
+        assert len(losses[tag]["loss"]) == STEPS and len(losses[tag]["target_loss"]) == STEPS
+    assert all(p == 0.0 for p in losses["A_masked"]["prior_loss"])
+    assert all(p > 0.0 for p in losses["A_prior"]["prior_loss"][1:])
+    assert "WAN MASK-WEIGHTED LOSS TRAINING ENABLED" in log
+    assert "WAN MASKED PRIOR PRESERVATION TRAINING ENABLED" in log
+    assert "loss weights: [1, 1, 3, 8, 8]" in log
+    assert "teacher pass found no LoRA layers" not in log   # the teacher really ran with the LoRA off
+    assert "no mask connected; all 1 item(s) train at full weight" in log   # the full-weight runs said so
+
+
+def test_background_weight_zero_ignores_the_outside_target(runs, data):
+    """A and B differ only outside the mask, by the offset d. At full weight the B LoRA learns d outside;
+    with weight 0 there the two LoRAs' outside predictions do not differ along d (what differences remain
+    come from the outside cells being part of the model's input, not from the loss)."""
+    change, _, _ = runs
+    out = ~inside(change["A_masked"].shape[0])
+    full_learned_d = along(change["B_full"] - change["A_full"], data["d"], out)
+    masked_learned_d = along(change["B_masked"] - change["A_masked"], data["d"], out)
+    print(f"\n[outside target d learned] full weight {full_learned_d:.4f}, background weight 0 {masked_learned_d:.4f}")
+    assert full_learned_d > 0.5, f"full-weight training did not learn the outside target ({full_learned_d:.3f})"
+    assert abs(masked_learned_d) < 0.1 * full_learned_d, (masked_learned_d, full_learned_d)
+
+
+def test_the_masked_region_is_learned_and_the_mask_matters(runs, data):
+    change, _, _ = runs
+    ins = inside(change["A_masked"].shape[0])
+    toward_target = along(change["A_masked"], data["c"], ins)
+    print(f"\n[offset c] masked: inside {toward_target:.4f}, outside {along(change['A_masked'], data['c'], ~ins):.4f}; "
+          f"full weight: inside {along(change['A_full'], data['c'], ins):.4f}, "
+          f"outside {along(change['A_full'], data['c'], ~ins):.4f}")
+    assert toward_target > 0.5, f"inside moved {toward_target:.3f} toward the target offset"
+    # Same data at full weight: the outside target (the base) holds the outside back, so the result differs.
+    assert along(change["A_masked"], data["c"], ~ins) > 2 * along(change["A_full"], data["c"], ~ins)
+
+
+def test_prior_preservation_keeps_the_outside_closer_to_the_base(runs, data):
+    change, _, _ = runs
+    ins = inside(change["A_masked"].shape[0])
+    plain, prior = change["A_masked"].abs()[~ins].mean().item(), change["A_prior"].abs()[~ins].mean().item()
+    print(f"\n[mean |change| outside] background weight 0: {plain:.4f}, with prior preservation: {prior:.4f}; "
+          f"inside: {change['A_masked'].abs()[ins].mean().item():.4f} / {change['A_prior'].abs()[ins].mean().item():.4f}")
+    assert prior < 0.7 * plain, (plain, prior)
+    assert along(change["A_prior"], data["c"], ins) > 0.25, "prior preservation stopped learning inside the mask"
+
+
+# ---- errors before any training, and the weights node ------------------------------------------------
+
+def _trainer_error(server, g, source, **kw):
+    trained = trainer(g, tiny_t2v_model(g), zero_cond(g), source, **kw)
+    g.add("WanMaskTestSaveLoss", loss=trained[2], path="/dev/null")
+    return execution_error(server.run(g.prompt))
+
+
+def test_missing_mask_with_require_mask_fails_before_training(server, data):
+    g = Graph()
+    source = g.add("WanMaskTestLoad", path=str(data["dir"] / "A.safetensors"))
+    message = _trainer_error(server, g, source, masked=False, require_mask=True)
+    assert "loss_mask: no mask is connected but require_mask is on" in message
+
+
+def test_bad_mask_frame_count_fails_before_training(server, io_dir):
+    path = io_dir / "bad.safetensors"
+    save_file({"samples": torch.zeros(1, 16, T, CELLS, CELLS), "mask": torch.ones(6, SIZE, SIZE)}, str(path))
+    g = Graph()
+    message = _trainer_error(server, g, g.add("WanMaskTestLoad", path=str(path)), masked=True)
+    assert "loss_mask: 6 frames does not fit 1 training item(s) with 3 latent frames" in message
+
+
+def test_loss_weights_node_outputs_weights_and_tier_preview(server, io_dir):
+    tiers = torch.tensor([255.0, 128.0, 80.0, 0.0]).repeat_interleave(4).reshape(1, 1, 16).expand(1, 16, 16)
+    path = io_dir / "tiers.safetensors"
+    save_file({"mask": tiers.contiguous()}, str(path))
+    g = Graph()
+    src = g.add("WanMaskTestLoad", path=str(path))
+    w = g.add("WanMaskLossWeights", mask=src[1], preset="recommended", gamma=1.0, min_weight=0.0, width=8, height=8)
+    g.add("WanMaskTestSave", path=str(io_dir / "w.safetensors"), mask=w[0], image=w[1])
+    server.run_ok(g.prompt)
+    out = load_file(str(io_dir / "w.safetensors"))
+    assert out["mask"].shape == (1, 8, 8) and out["image"].shape == (1, 8, 8, 3)
+    row = out["mask"][0, 0, ::2].tolist()  # one cell per tier after the area downscale
+    assert [round(v, 3) for v in row] == [1.0, 0.636, 0.472, 0.05]
+    face, body, hair = out["image"][0, 0, 0], out["image"][0, 0, 2], out["image"][0, 0, 4]
+    assert face.argmax() == 0 and body.argmax() == 1 and hair.argmax() == 2
+
+
+def test_example_workflow_uses_existing_nodes_and_inputs(server):
+    """example_workflows/api/masked_lora_training.json: every node exists in ComfyUI 0.3.64 + this pack,
+    gets all its required inputs and no unknown ones, and links point at existing nodes."""
+    from pathlib import Path
+    workflow = json.loads((Path(__file__).parents[2] / "example_workflows/api/masked_lora_training.json").read_text())
+    info = server.get("/object_info")
+    for nid, node in workflow.items():
+        spec = info[node["class_type"]]["input"]
+        required, optional = set(spec.get("required", {})), set(spec.get("optional", {}))
+        given = set(node["inputs"])
+        assert required <= given, (nid, node["class_type"], required - given)
+        assert given <= required | optional, (nid, node["class_type"], given - required - optional)
+        for value in node["inputs"].values():
+            if isinstance(value, list):
+                assert value[0] in workflow
+    trainer_inputs = workflow["14"]["inputs"]
+    assert trainer_inputs["loss_mask"] == ["11", 0] and trainer_inputs["prior_preservation_weight"] > 0
+
+
+def test_tiers_from_region_masks_feed_the_weights_node(server, io_dir):
+    face, body = torch.zeros(1, 16, 16), torch.zeros(1, 16, 16)
+    body[:, 4:, 4:12] = 1
+    face[:, 4:8, 6:10] = 1
+    for name, m in (("face", face), ("body", body)):
+        save_file({"mask": m}, str(io_dir / f"{name}.safetensors"))
+    g = Graph()
+    f, b = (g.add("WanMaskTestLoad", path=str(io_dir / f"{n}.safetensors")) for n in ("face", "body"))
+    tiers = g.add("WanMaskLossTiers", face_level=255, body_level=128, hair_level=80, background_level=0,
+                  face=f[1], body=b[1])
+    w = g.add("WanMaskLossWeights", mask=tiers[0], preset="custom", gamma=1.0, min_weight=0.1, width=0, height=0)
+    g.add("WanMaskTestSave", path=str(io_dir / "t.safetensors"), mask=w[0])
+    server.run_ok(g.prompt)
+    out = load_file(str(io_dir / "t.safetensors"))["mask"]
+    assert out[0, 5, 7].item() == pytest.approx(1.0)                     # face
+    assert out[0, 12, 5].item() == pytest.approx(128 / 255 * 0.9 + 0.1)  # body
+    assert out[0, 0, 0].item() == pytest.approx(0.1)                     # background at the floor
