@@ -17,10 +17,18 @@ def tiny_unet_for(name: str) -> str:
     return next((tiny for key, tiny in TINY_UNETS if key in low), TINY_T2V)
 
 
-def tiny_graph(prompt: dict, zero_cond: tuple[str, dict], size: int = 64, frames: int = 17, steps: int = 3) -> dict:
-    """Return the prompt rewritten in place (see module docstring)."""
+def tiny_graph(prompt: dict, zero_cond: tuple[str, dict], size: int = 64, frames: int = 17, steps: int = 3,
+               clip_vision: tuple[str, dict] | None = None) -> dict:
+    """Return the prompt rewritten in place (see module docstring). ``clip_vision`` names a node that
+    stands in for CLIPVisionLoader + CLIPVisionEncode (the real CLIP-H is 1.2 GB)."""
     for nid, node in list(prompt.items()):
         kind, inputs = node["class_type"], node["inputs"]
+        if kind == "CLIPVisionLoader" and clip_vision is not None:
+            del prompt[nid]
+            continue
+        if kind == "CLIPVisionEncode" and clip_vision is not None:
+            prompt[nid] = {"class_type": clip_vision[0], "inputs": dict(clip_vision[1]), "_meta": node.get("_meta", {})}
+            continue
         if kind == "UNETLoader":
             inputs["unet_name"] = tiny_unet_for(inputs["unet_name"])
         elif "vae_name" in inputs:

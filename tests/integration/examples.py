@@ -1,0 +1,57 @@
+"""The example workflows made runnable on the tiny checkpoints: graph rewrite and input media."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from wanmask_runner.demo import write_clip
+from wanmask_runner.demo_data import fast_motion_clip
+from wanmask_runner.tiny import tiny_graph
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "example_workflows"
+API_EXAMPLES = sorted((EXAMPLES / "api").glob("*.json"))
+FRAMES, SIZE = 17, 64
+ZERO_COND = ("WanMaskTestZeroConditioning", {"tokens": 8})
+FAKE_CLIP_VISION = ("WanMaskTestClipVisionOutput", {"tokens": 257})
+# Example inputs that refer to frame indices of the real 81-frame clip, scaled to the tiny one.
+TINY_OVERRIDES = {"keyframe_indices": "8"}
+
+
+def tiny_example(name: str) -> dict:
+    prompt = json.loads((EXAMPLES / "api" / f"{name}.json").read_text())
+    prompt = tiny_graph(prompt, ZERO_COND, size=SIZE, frames=FRAMES, steps=3, clip_vision=FAKE_CLIP_VISION)
+    for node in prompt.values():
+        for key, value in TINY_OVERRIDES.items():
+            if isinstance(node["inputs"].get(key), str):
+                node["inputs"][key] = value
+    return prompt
+
+
+def provide_media(prompt: dict, input_dir: Path) -> None:
+    """Write every image or video file the prompt loads into ComfyUI's input folder."""
+    input_dir.mkdir(parents=True, exist_ok=True)
+    images, mask = fast_motion_clip(FRAMES, SIZE, SIZE)
+    for node in prompt.values():
+        name = node["inputs"].get("image") if node["class_type"] == "LoadImage" else \
+            node["inputs"].get("file") if node["class_type"] == "LoadVideo" else None
+        if not isinstance(name, str) or (input_dir / name).exists():
+            continue
+        if node["class_type"] == "LoadImage":
+            g = torch.Generator().manual_seed(len(name))
+            Image.fromarray((torch.rand(SIZE, SIZE, 3, generator=g) * 255).byte().numpy()).save(input_dir / name)
+        elif "mask" in name:
+            write_clip(input_dir / name, mask.unsqueeze(-1).expand(-1, -1, -1, 3))
+        else:
+            write_clip(input_dir / name, images)
+
+
+def write_tiny_example(name: str, server, tmp_path: Path) -> Path:
+    prompt = tiny_example(name)
+    provide_media(prompt, server.base / "input")
+    path = tmp_path / f"{name}_tiny.json"
+    path.write_text(json.dumps(prompt))
+    return path
