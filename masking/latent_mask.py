@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .geometry import FrameLayout, VaeGeometry
+from .mask_input import validate_mask
 
 log = logging.getLogger("WanMasking")
 
@@ -30,35 +31,6 @@ TEMPORAL_MODES = ("max", "mean", "min", "trilinear")
 SPATIAL_MODES = ("max", "area", "min", "nearest", "bilinear")
 """``max``: a cell regenerates where any of its pixels is masked. ``area``: the covered fraction.
 ``min``: only where every pixel is. ``nearest``: one pixel per cell. ``bilinear``: native."""
-
-
-def validate_mask(mask: torch.Tensor, input_name: str = "mask") -> torch.Tensor:
-    """Check a ComfyUI MASK and return it as float32 [N, H, W].
-
-    Raises ValueError for anything but 2D/3D or for NaN values. Values outside [0, 1] are
-    clamped, with a warning.
-    """
-    if not isinstance(mask, torch.Tensor):
-        raise ValueError(f"{input_name}: expected a MASK tensor, got {type(mask).__name__}.")
-    if mask.dim() not in (2, 3):
-        raise ValueError(
-            f"{input_name}: expected a MASK of shape [H,W] or [frames,H,W], got shape {list(mask.shape)}. "
-            f"Fix: pass a MASK (not an IMAGE or a latent); convert an IMAGE with 'Convert Image to Mask'."
-        )
-    mask = mask.float()
-    if mask.dim() == 2:
-        mask = mask.unsqueeze(0)
-    if torch.isnan(mask).any():
-        n = int(torch.isnan(mask).sum())
-        raise ValueError(
-            f"{input_name}: {n} NaN value(s) in a mask of shape {list(mask.shape)}. "
-            f"Fix: check the node that made the mask (a division by zero, an empty normalization)."
-        )
-    lo, hi = float(mask.min()), float(mask.max())
-    if lo < 0.0 or hi > 1.0:
-        log.warning("%s: values span [%.4g, %.4g]; clamped to [0, 1] (1 = regenerate, 0 = keep).", input_name, lo, hi)
-        mask = mask.clamp(0.0, 1.0)
-    return mask
 
 
 def split_batch(mask: torch.Tensor, batch: int, latent_frames: int, geometry: VaeGeometry,

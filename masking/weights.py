@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .geometry import FrameLayout, VaeGeometry
+from .mask_input import check_mask_shape
 
 log = logging.getLogger("WanMasking")
 
@@ -85,21 +86,10 @@ def normalize_mask(mask: torch.Tensor, input_name: str = "mask") -> torch.Tensor
     by 255 (the latter with a warning). Float masks already in [0, 1] are kept. NaN, negative
     values or values above 255 raise.
     """
-    if not isinstance(mask, torch.Tensor):
-        raise ValueError(f"{input_name}: expected a MASK tensor, got {type(mask).__name__}.")
-    if mask.dim() not in (2, 3):
-        raise ValueError(
-            f"{input_name}: expected a MASK of shape [H,W] or [frames,H,W], got shape {list(mask.shape)}. "
-            f"Fix: pass a MASK (not an IMAGE or a latent); convert an IMAGE with 'Convert Image to Mask'."
-        )
-    if mask.dim() == 2:
-        mask = mask.unsqueeze(0)
+    mask = check_mask_shape(mask, input_name)
     if mask.dtype == torch.uint8:
         return mask.float() / 255.0
     mask = mask.float()
-    if torch.isnan(mask).any():
-        raise ValueError(f"{input_name}: {int(torch.isnan(mask).sum())} NaN value(s) in a mask of shape "
-                         f"{list(mask.shape)}. Fix: check the node that made the mask.")
     lo, hi = float(mask.min()), float(mask.max())
     if lo < 0.0 or hi > 255.0:
         raise ValueError(

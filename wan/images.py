@@ -12,6 +12,11 @@ import einops
 import torch
 import torch.nn.functional as F
 
+try:  # inside ComfyUI the repo is one package; in unit tests the repo root is on sys.path
+    from ..masking.mask_input import validate_mask
+except ImportError:
+    from masking.mask_input import validate_mask
+
 log = logging.getLogger("WanMasking")
 
 
@@ -68,20 +73,7 @@ def fit_mask(mask: torch.Tensor, height: int, width: int, input_name: str, mode:
 
     A size change (center crop + ``mode`` resize) and any clamping are logged as warnings.
     """
-    if not isinstance(mask, torch.Tensor):
-        raise ValueError(f"{input_name}: expected a MASK tensor, got {type(mask).__name__}.")
-    if mask.dim() == 2:
-        mask = mask.unsqueeze(0)
-    if mask.dim() != 3 or mask.shape[0] < 1:
-        raise ValueError(f"{input_name}: expected a MASK [frames,H,W], got shape {list(mask.shape)}. "
-                         "Fix: pass a MASK; convert an IMAGE with 'Convert Image to Mask'.")
-    mask = mask.float()
-    if torch.isnan(mask).any():
-        raise ValueError(f"{input_name}: the mask contains NaN values. Fix: check the node that made it.")
-    lo, hi = float(mask.min()), float(mask.max())
-    if lo < 0.0 or hi > 1.0:
-        log.warning("%s: values span [%.4g, %.4g]; clamped to [0, 1].", input_name, lo, hi)
-        mask = mask.clamp(0.0, 1.0)
+    mask = validate_mask(mask, input_name)
     if tuple(mask.shape[1:]) != (height, width):
         log.warning("%s: %dx%d (WxH) differs from width x height %dx%d; center-cropped to the aspect and "
                     "resized (%s).", input_name, mask.shape[2], mask.shape[1], width, height, mode)

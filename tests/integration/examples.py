@@ -19,12 +19,16 @@ ZERO_COND = ("WanMaskTestZeroConditioning", {"tokens": 8})
 FAKE_CLIP_VISION = ("WanMaskTestClipVisionOutput", {"tokens": 257})
 # Example inputs that refer to frame indices of the real 81-frame clip, scaled to the tiny one.
 TINY_OVERRIDES = {"keyframe_indices": "8"}
+# Per node type: a few training steps in fp32 instead of 500 in bf16.
+TINY_NODE_OVERRIDES = {"WanMaskTrainLoRA": {"steps": 2, "training_dtype": "fp32", "lora_dtype": "fp32",
+                                            "gradient_checkpointing": False}}
 
 
 def tiny_example(name: str) -> dict:
     prompt = json.loads((EXAMPLES / "api" / f"{name}.json").read_text())
     prompt = tiny_graph(prompt, ZERO_COND, size=SIZE, frames=FRAMES, steps=3, clip_vision=FAKE_CLIP_VISION)
     for node in prompt.values():
+        node["inputs"].update(TINY_NODE_OVERRIDES.get(node["class_type"], {}))
         for key, value in TINY_OVERRIDES.items():
             if isinstance(node["inputs"].get(key), str):
                 node["inputs"][key] = value

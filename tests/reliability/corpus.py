@@ -335,3 +335,46 @@ def _(g, d):
 def _(g, d):
     src, lat = clip(g, d)
     save(g, d, latent=g.add("WanMaskTrimLatent", samples=lat, trim_start=4, trim_end=3))
+
+
+# ---- Training: WanMaskLossWeights, WanMaskTrainLoRA -------------------------------------------------
+
+def train(g, d, latent_frames=3, mask=None, **kw):
+    src = load(g, d, f"train{latent_frames}", samples=torch.randn(1, 16, latent_frames, 8, 8),
+               mask=mask if mask is not None else torch.ones(1 + 4 * (latent_frames - 1), SIZE, SIZE))
+    args = dict(model=tiny_t2v_model(g), latents=src[2], positive=zero_cond(g), batch_size=1, grad_accumulation_steps=1,
+                steps=1, learning_rate=1e-4, rank=4, optimizer="AdamW", loss_function="MSE", seed=0,
+                training_dtype="fp32", lora_dtype="fp32", algorithm="LoRA", gradient_checkpointing=False,
+                existing_lora="[None]", gamma=1.0, min_weight=0.0, prior_preservation_weight=0.0,
+                prior_mask_threshold=0.0, normalize_per_sample=True, require_mask=True, loss_mask=src[1]) | kw
+    if args["loss_mask"] is None:
+        del args["loss_mask"]
+    g.add("SaveLoRANode", lora=g.add("WanMaskTrainLoRA", **args)[1], prefix="never/never")
+    return src
+
+
+@case("train_required_mask_missing", "loss_mask: no mask is connected but require_mask is on")
+def _(g, d):
+    train(g, d, loss_mask=None)
+
+
+@case("train_mask_frames_do_not_fit", "loss_mask: 6 frames does not fit", "3 latent frames")
+def _(g, d):
+    train(g, d, mask=torch.ones(6, SIZE, SIZE))
+
+
+@case("train_min_weight_not_below_1", "min_weight", "1")
+def _(g, d):
+    train(g, d, min_weight=1.5)
+
+
+@case("train_gamma_zero", "gamma", "0.01")
+def _(g, d):
+    train(g, d, gamma=0.0)
+
+
+@case("loss_weights_mask_out_of_8bit_range", "mask", "255")
+def _(g, d):
+    m = load(g, d, "w300", mask=torch.full((1, SIZE, SIZE), 300.0))
+    w = g.add("WanMaskLossWeights", mask=m[1], preset="custom", gamma=1.0, min_weight=0.0, width=0, height=0)
+    save(g, d, mask=w[0])
