@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-SEED_CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
+SEED_NAMES = ("seed", "noise_seed")
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload")
 # UI nodes that are frontend-only and never reach the server.
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
@@ -46,13 +46,19 @@ def is_widget(kind: str, opts: dict) -> bool:
     return kind in WIDGET_TYPES and not opts.get("forceInput", False)
 
 
+def has_seed_control(name: str, kind: str, opts: dict) -> bool:
+    """The frontend adds a 'control after generate' widget (one more saved value) to inputs that ask
+    for it and, by legacy rule, to every INT named seed or noise_seed."""
+    return bool(opts.get("control_after_generate")) or (kind == "INT" and name in SEED_NAMES)
+
+
 def widget_names(info: dict) -> list[tuple[str, int]]:
     """[(widget name, number of serialized values)]: a seed with control_after_generate and an
     upload widget serialize one extra value each."""
     out = []
     for name, kind, opts in _input_specs(info):
         if is_widget(kind, opts):
-            extra = 1 if opts.get("control_after_generate") or any(opts.get(f) for f in UPLOAD_FLAGS) else 0
+            extra = 1 if has_seed_control(name, kind, opts) or any(opts.get(f) for f in UPLOAD_FLAGS) else 0
             out.append((name, 1 + extra))
     return out
 
@@ -147,7 +153,7 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
             if is_widget(kind, opts):
                 default = opts.get("default", (opts.get("options") or [None])[0])
                 widgets.append(default if linked or value is None else value)
-                if opts.get("control_after_generate"):
+                if has_seed_control(name, kind, opts):
                     widgets.append("fixed")
                 if not linked:
                     continue

@@ -50,7 +50,9 @@ def test_example_validates_against_object_info(api_file, object_info):
     assert check_against_object_info(api, object_info, check_choices=False) == []
     ui_file = EXAMPLES / api_file.name
     assert ui_file.exists(), f"no UI-format twin for {api_file.name}: run python -m wanmask_runner.ui_twins"
-    assert ui_to_api(json.loads(ui_file.read_text()), object_info) == api, "UI twin out of date"
+    def essentials(prompt):
+        return {nid: (n["class_type"], n["inputs"]) for nid, n in prompt.items()}
+    assert essentials(ui_to_api(json.loads(ui_file.read_text()), object_info)) == essentials(api), "UI twin out of date"
 
 
 @pytest.mark.parametrize("api_file", API_EXAMPLES, ids=lambda p: p.stem)

@@ -87,3 +87,12 @@ def test_overrides_by_id_title_and_class():
 def test_bad_overrides_are_explained(bad, match):
     with pytest.raises(WorkflowFormatError, match=match):
         apply_overrides(dict(API), [bad])
+
+
+def test_an_int_named_seed_gets_the_frontends_control_value_even_without_the_flag():
+    info = {"Train": {"input": {"required": {"seed": ("INT", {"default": 0}), "rank": ("INT", {"default": 8})}},
+                      "input_order": {"required": ["seed", "rank"]}, "output": [], "output_name": []}}
+    api = {"1": {"class_type": "Train", "inputs": {"seed": 3, "rank": 16}, "_meta": {"title": "Train"}}}
+    ui = api_to_ui(api, info)
+    assert ui["nodes"][0]["widgets_values"] == [3, "fixed", 16]
+    assert ui_to_api(ui, info) == api
