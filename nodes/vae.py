@@ -1,4 +1,206 @@
-"""Placeholder: the vae node family is added by its issue."""
+"""Wan VAE nodes: WanMaskVAELoader, WanMaskVAEDecode, WanMaskVAEEncode.
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
+The loader returns a regular ComfyUI ``VAE`` (comfy.sd.VAE) whose ``first_stage_model`` is this
+pack's streaming Wan VAE, so native VAEDecode / VAEEncode / WanImageToVideo and every node that
+calls ``vae.encode`` / ``vae.decode`` stream through it.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.sd
+import comfy.utils
+import folder_paths
+import torch
+
+from ..vae.base import DTYPES, WanVAEBase
+from ..vae.images import image_to_video, video_to_image
+from ..vae.loading import build_wan_vae
+from ..vae.stream import StreamOptions
+
+log = logging.getLogger("WanMasking")
+CATEGORY = "WanMasking/vae"
+PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
+_ATTR = "_wanmask_streaming_vae"
+
+
+def _progress_callback():
+    """A ``progress(done, total)`` that drives one ComfyUI ProgressBar per run."""
+    state = {}
+
+    def progress(done, total):
+        if done == 0 or "bar" not in state:
+            state["bar"] = comfy.utils.ProgressBar(total)
+        state["bar"].update_absolute(done, total)
+
+    return progress
+
+
+def _resolve(name: str, device: torch.device, for_decode: bool) -> torch.dtype:
+    if name != "auto":
+        return DTYPES[name]
+    if for_decode and device.type == "cuda" and mm.should_use_bf16(device):
+        return torch.bfloat16
+    return torch.float32
+
+
+def attach_streaming_model(vae, model: WanVAEBase, decode_precision="auto", encode_precision="auto",
+                           cache_offload=False):
+    """Make ``vae`` (a comfy.sd.VAE) run ``model`` for every encode/decode and manage it with a ModelPatcher."""
+    dec = _resolve(decode_precision, vae.device, True)
+    enc = _resolve(encode_precision, vae.device, False)
+    model.set_precision(enc, dec)
+    model.options = StreamOptions(offload=bool(cache_offload), progress=_progress_callback(),
+                                  check_interrupt=mm.throw_exception_if_processing_interrupted,
+                                  output_device=mm.intermediate_device())
+    native_dec, native_enc = vae.memory_used_decode, vae.memory_used_encode
+    vae.first_stage_model = model
+    vae.patcher = comfy.model_patcher.ModelPatcher(model, load_device=vae.device,
+                                                   offload_device=mm.vae_offload_device())
+    # Inputs reach the model in fp32 (lossless); the model casts each half to its own precision.
+    vae.vae_dtype = torch.float32
+    # Our modules are plain torch modules (no ComfyUI per-layer weight casting), so never load them partially.
+    vae.disable_offload = True
+    vae.memory_used_decode = lambda shape, dtype: native_dec(shape, dec)
+    vae.memory_used_encode = lambda shape, dtype: native_enc(shape, enc)
+    setattr(vae, _ATTR, vae)
+    log.info("WanMasking VAE: %s, encode %s, decode %s, cache offload %s", type(model).__name__,
+             str(enc).replace("torch.", ""), str(dec).replace("torch.", ""), bool(cache_offload))
+    return vae
+
+
+def streaming_vae(vae):
+    """The streaming version of ``vae``: itself when it came from WanMaskVAELoader, else a converted
+    copy (made once, kept on the VAE object) for a native Wan VAE."""
+    if isinstance(vae.first_stage_model, WanVAEBase):
+        return vae
+    cached = getattr(vae, _ATTR, None)
+    if cached is not None:
+        return cached
+    model = build_wan_vae(vae.get_sd(), name="vae")
+    dtype_name = {v: k for k, v in DTYPES.items()}.get(vae.vae_dtype, "fp32")
+    streaming = attach_streaming_model(copy.copy(vae), model, dtype_name, dtype_name, False)
+    setattr(vae, _ATTR, streaming)
+    return streaming
+
+
+def _tiling_inputs():
+    return {
+        "tile_size": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 16, "tooltip":
+            "Spatial tile size in pixels (0 = no tiling). Each tile keeps its own causal cache for the whole "
+            "clip, so tiles never flicker in time. Multiple of 8 (Wan 2.1) or 16 (Wan 2.2)."}),
+        "overlap": ("INT", {"default": 64, "min": 0, "max": 1024, "step": 16, "tooltip":
+            "Feathered overlap between tiles in pixels (linear blend). Multiple of 8 / 16."}),
+        "temporal_chunk": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip":
+            "Latent frames per model call after frame 0 (1 = upstream streaming, flat memory). "
+            "Larger can be faster on big GPUs; memory grows with it. Results are the same."}),
+    }
+
+
+class WanMaskVAELoader:
+    DESCRIPTION = ("Loads a Wan 2.1 (16-ch) or Wan 2.2 5B (48-ch) VAE from the vae folder as a ComfyUI VAE that "
+                   "streams: one latent frame at a time with the causal cache, finished frames moved off the GPU. "
+                   "Native VAEDecode, VAEEncode and WanImageToVideo use it unchanged. Unlike native, a pixel clip "
+                   "whose frame count is not 1+4k raises an error instead of silently dropping frames.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "vae_name": (folder_paths.get_filename_list("vae"), {"tooltip": "An official Wan VAE file "
+                         "(wan_2.1_vae.safetensors or wan2.2_vae.safetensors)."}),
+            "decode_precision": (PRECISIONS, {"default": "auto", "tooltip":
+                "Decoder precision. auto: bf16 on a GPU that supports it (fine for decoding), else fp32. "
+                "fp16 can overflow; that is detected and reported."}),
+            "encode_precision": (PRECISIONS, {"default": "auto", "tooltip":
+                "Encoder precision. auto: fp32 (bf16 encoding measurably hurts latents)."}),
+            "cache_offload": ("BOOLEAN", {"default": False, "tooltip":
+                "Keep the causal feature cache in pinned CPU memory, copied back ahead of use on a side "
+                "CUDA stream (saves several GB at 720p). No effect on results."}),
+        }}
+
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    def load(self, vae_name, decode_precision, encode_precision, cache_offload):
+        path = folder_paths.get_full_path_or_raise("vae", vae_name)
+        sd, metadata = comfy.utils.load_torch_file(path, return_metadata=True)
+        model = build_wan_vae(sd, name=f"vae_name ({vae_name})")
+        vae = comfy.sd.VAE(sd=sd, metadata=metadata)  # native attributes: ratios, latent format, devices
+        vae.throw_exception_if_invalid()
+        return (attach_streaming_model(vae, model, decode_precision, encode_precision, cache_offload),)
+
+
+class WanMaskVAEDecode:
+    DESCRIPTION = ("Decodes a Wan latent with the streaming causal VAE, with explicit spatial tiling and temporal "
+                   "chunking. Accepts the VAE from WanMaskVAELoader or a native Wan VAE (converted once). "
+                   "Output: 1+4(T-1) frames per latent, like native VAEDecode.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "samples": ("LATENT", {"tooltip": "Wan video latent [B,C,T,h,w]: 16 ch for Wan 2.1, 48 ch for Wan 2.2 5B."}),
+            "vae": ("VAE", {"tooltip": "A Wan VAE (WanMaskVAELoader, or native VAELoader)."}),
+            **_tiling_inputs(),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "decode"
+    CATEGORY = CATEGORY
+
+    def decode(self, samples, vae, tile_size, overlap, temporal_chunk):
+        svae = streaming_vae(vae)
+        z = samples["samples"]
+        mm.load_models_gpu([svae.patcher], memory_required=svae.memory_used_decode(z.shape, None),
+                           force_full_load=True)
+        video = svae.first_stage_model.decode(z, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
+                                              progress=_progress_callback(),
+                                              output_device=mm.intermediate_device())
+        return (video_to_image(video),)
+
+
+class WanMaskVAEEncode:
+    DESCRIPTION = ("Encodes frames with the streaming causal VAE (frame 0, then groups of 4), with explicit spatial "
+                   "tiling and temporal chunking. The frame count must be 1+4k: choose 'pad' to repeat the last "
+                   "frame (with a warning) instead of an error. Pixels in IMAGE space [0, 1].")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "pixels": ("IMAGE", {"tooltip": "RGB frames [F,H,W,3] in [0,1]; F = 1+4k; H, W multiples of 8 "
+                                            "(Wan 2.1) or 16 (Wan 2.2)."}),
+            "vae": ("VAE", {"tooltip": "A Wan VAE (WanMaskVAELoader, or native VAELoader)."}),
+            **_tiling_inputs(),
+            "frame_count": (["error", "pad"], {"default": "error", "tooltip":
+                "When the frame count is not 1+4k: error (default), or pad by repeating the last frame up to "
+                "the next 1+4k (logged; trim after decoding). Native VAEEncode silently drops the extra frames."}),
+        }}
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY
+
+    def encode(self, pixels, vae, tile_size, overlap, temporal_chunk, frame_count):
+        svae = streaming_vae(vae)
+        x = image_to_video(pixels)
+        mm.load_models_gpu([svae.patcher], memory_required=svae.memory_used_encode(x.shape, None),
+                           force_full_load=True)
+        z = svae.first_stage_model.encode(x, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
+                                          pad_frames=frame_count == "pad", progress=_progress_callback(),
+                                          output_device=mm.intermediate_device())
+        return ({"samples": z},)
+
+
+NODE_CLASS_MAPPINGS = {
+    "WanMaskVAELoader": WanMaskVAELoader,
+    "WanMaskVAEDecode": WanMaskVAEDecode,
+    "WanMaskVAEEncode": WanMaskVAEEncode,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "WanMaskVAELoader": "Wan VAE Loader (streaming, causal)",
+    "WanMaskVAEDecode": "Wan VAE Decode (streaming, tiled)",
+    "WanMaskVAEEncode": "Wan VAE Encode (streaming, tiled)",
+}

@@ -1,0 +1,68 @@
+"""What the Wan 2.1 and 2.2 VAE modules share: per-part precision and the ``encode``/``decode``
+entry points that run the streaming drivers of :mod:`vae.stream`.
+
+``encode``/``decode`` have the signatures ComfyUI's ``comfy.sd.VAE`` calls on its
+``first_stage_model`` (pixels ``[B, 3, F, H, W]`` in [-1, 1] -> latents, and back), so a module
+of this class can stand in for ComfyUI's own Wan VAE while every call streams.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from .stream import StreamOptions, decode_video, encode_video
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class WanVAEBase(nn.Module):
+    """Base class: subclasses define ``geometry``, ``z_dim``, ``encode_chunk``, ``decode_chunk``,
+    ``encoder_modules`` and ``decoder_modules``."""
+
+    geometry = None
+    z_dim: int
+
+    def __init__(self):
+        super().__init__()
+        self.options = StreamOptions()
+        """Options used by :meth:`encode`/:meth:`decode` (ComfyUI's native nodes call these)."""
+
+    # ---- precision ----------------------------------------------------------------------
+    def set_precision(self, encode_dtype: torch.dtype, decode_dtype: torch.dtype) -> "WanVAEBase":
+        """Cast the encoder half (``encoder``, ``conv1``) and the decoder half (``decoder``, ``conv2``)
+        to separate dtypes; device moves (``.to(device)``) keep them."""
+        for m in self.encoder_modules():
+            m.to(dtype=encode_dtype)
+        for m in self.decoder_modules():
+            m.to(dtype=decode_dtype)
+        return self
+
+    @property
+    def encode_dtype(self) -> torch.dtype:
+        return next(self.encoder_modules()[0].parameters()).dtype
+
+    @property
+    def decode_dtype(self) -> torch.dtype:
+        return next(self.decoder_modules()[0].parameters()).dtype
+
+    # ---- whole-clip entry points ---------------------------------------------------------
+    def encode(self, x: torch.Tensor, **overrides) -> torch.Tensor:
+        """Pixels ``[B, 3, F, H, W]`` in [-1, 1] -> latent means ``[B, z, T, h, w]`` (float32, on
+        ``options.output_device``), streamed with :attr:`options` (``overrides`` replace fields)."""
+        return encode_video(self, x, self._opts(overrides))
+
+    def decode(self, z: torch.Tensor, **overrides) -> torch.Tensor:
+        """Latents ``[B, z, T, h, w]`` -> pixels ``[B, 3, 1+4(T-1), H, W]`` (float32, about [-1, 1])."""
+        return decode_video(self, z, self._opts(overrides))
+
+    def _opts(self, overrides: dict) -> StreamOptions:
+        if not overrides:
+            return self.options
+        opts = copy.copy(self.options)
+        for k, v in overrides.items():
+            if not hasattr(opts, k):
+                raise TypeError(f"unknown VAE option {k!r}")
+            setattr(opts, k, v)
+        return opts
