@@ -37,10 +37,13 @@ class FeatureCache:
     Args:
         offload: keep the cached tensors in CPU memory between uses.
         prefetch: how many slots ahead to copy back to the device when offloading on CUDA.
+        check: called before every cached layer (dozens of times per chunk), so that an interrupt
+            stops a long chunk promptly; it may raise. No host-device synchronization happens here.
     """
 
-    def __init__(self, offload: bool = False, prefetch: int = 3):
+    def __init__(self, offload: bool = False, prefetch: int = 3, check=None):
         self.offload = offload
+        self.check = check
         self.prefetch = max(1, prefetch)
         self.slots: list = []
         self.cursor = 0
@@ -55,6 +58,8 @@ class FeatureCache:
 
     def next_slot(self) -> int:
         """Index of the next cached layer's slot (created empty on the first chunk)."""
+        if self.check is not None:
+            self.check()
         idx = self.cursor
         self.cursor += 1
         if idx == len(self.slots):

@@ -125,7 +125,7 @@ def _run_stream(src: torch.Tensor, chunks, src_range, dst_range, step, tiles: li
     Tiles are in grid cells (latent cells); one cell is ``src_unit`` source cells and ``scale``
     output cells along H and W.
     """
-    caches = [FeatureCache(offload=opts.offload, prefetch=opts.prefetch) for _ in tiles]
+    caches = [FeatureCache(offload=opts.offload, prefetch=opts.prefetch, check=lambda: _check(opts)) for _ in tiles]
     weights = blend_weights(tiles, grid_hw[0], grid_hw[1], overlap_cells, scale, device) if len(tiles) > 1 else None
     total = chunks[-1][1]
     bad = torch.zeros((), dtype=torch.bool, device=device)

@@ -159,17 +159,19 @@ def test_progress_is_reported_per_latent_frame():
     assert seen == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
 
 
-def test_interrupt_stops_between_chunks():
+def test_interrupt_is_checked_at_every_cached_layer_and_stops_inside_a_chunk():
     m = small21()
-    calls = []
+    done, checks_in_chunk = [], []
 
     def check():
-        calls.append(1)
-        return len(calls) >= 2
+        checks_in_chunk.append(len(done))
+        # interrupt half-way through the second latent frame's decoder pass
+        return len(done) == 2 and checks_in_chunk.count(2) > 5
 
     with pytest.raises(StreamInterrupted):
-        m.decode(latent(16, 6, 2, 2), check_interrupt=check)
-    assert len(calls) == 2
+        m.decode(latent(16, 6, 2, 2), check_interrupt=check, progress=lambda d, t: done.append(d))
+    assert done == [0, 1]  # the second latent frame never finished
+    assert checks_in_chunk.count(1) > 5  # checked many times per chunk, not once between chunks
 
 
 def test_interrupt_check_may_raise_its_own_exception():
