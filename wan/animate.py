@@ -24,10 +24,7 @@ from typing import Callable
 import einops
 import torch
 
-try:  # inside ComfyUI the repo is one package; in unit tests the repo root is on sys.path
-    from ..masking.geometry import VaeGeometry
-except ImportError:
-    from masking.geometry import VaeGeometry
+from ._masking import VaeGeometry
 
 from .frames import check_length
 from .i2v import Encoder, _encode, frame_mask_to_concat_mask

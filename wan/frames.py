@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import re
 
-try:  # inside ComfyUI the repo is one package; in unit tests the repo root is on sys.path
-    from ..masking.geometry import VaeGeometry
-except ImportError:
-    from masking.geometry import VaeGeometry
+from ._masking import VaeGeometry
 
 _INT = r"-?\d+"
 

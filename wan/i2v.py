@@ -28,12 +28,7 @@ from typing import Callable
 import einops
 import torch
 
-try:  # inside ComfyUI the repo is one package; in unit tests the repo root is on sys.path
-    from ..masking import conventions
-    from ..masking.geometry import VaeGeometry
-except ImportError:
-    from masking import conventions
-    from masking.geometry import VaeGeometry
+from ._masking import VaeGeometry, conventions
 
 from .frames import check_length, parse_indices
 from .images import fit_image

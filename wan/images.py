@@ -12,10 +12,7 @@ import einops
 import torch
 import torch.nn.functional as F
 
-try:  # inside ComfyUI the repo is one package; in unit tests the repo root is on sys.path
-    from ..masking.mask_input import validate_mask
-except ImportError:
-    from masking.mask_input import validate_mask
+from ._masking import validate_mask
 
 log = logging.getLogger("WanMasking")
 

@@ -24,10 +24,7 @@ import einops
 import torch
 import torch.nn.functional as F
 
-try:  # inside ComfyUI the repo is one package; in unit tests the repo root is on sys.path
-    from ..masking.geometry import WAN21, VaeGeometry
-except ImportError:
-    from masking.geometry import WAN21, VaeGeometry
+from ._masking import VaeGeometry, WAN21
 
 from .frames import check_length
 from .i2v import Encoder, _encode

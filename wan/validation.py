@@ -14,10 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-try:  # inside ComfyUI the repo is one package; in unit tests the repo root is on sys.path
-    from ..masking.geometry import GEOMETRIES, FrameLayout, VaeGeometry
-except ImportError:
-    from masking.geometry import GEOMETRIES, FrameLayout, VaeGeometry
+from ._masking import FrameLayout, GEOMETRIES, VaeGeometry
 
 Shape = tuple  # a tuple of ints
 
