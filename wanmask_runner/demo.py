@@ -27,7 +27,7 @@ from .tiny import tiny_graph
 
 EXAMPLE = REPO / "example_workflows" / "api" / "t2v_fast_motion_inpaint.json"
 CACHE = REPO / ".cache"
-TINY_MODELS_SCRIPT = REPO / "tests" / "integration" / "tiny_models.py"
+TINY_MODELS_SCRIPT = REPO / "wanmask_runner" / "tiny_models.py"
 REAL_MODELS = {"diffusion_models": "wan2.1_t2v_1.3B_fp16.safetensors", "vae": "wan_2.1_vae.safetensors",
                "text_encoders": "umt5_xxl_fp8_e4m3fn_scaled.safetensors"}
 CLIP_FILE, MASK_FILE = "wanmask_fast_motion.mp4", "wanmask_fast_motion_mask.mp4"

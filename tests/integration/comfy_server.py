@@ -23,7 +23,7 @@ from wanmask_runner import locate
 
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent / "helper_nodes"
-TINY_MODELS = Path(__file__).resolve().parent / "tiny_models.py"
+TINY_MODELS = REPO / "wanmask_runner" / "tiny_models.py"
 
 
 def find_comfyui() -> tuple[Path | None, str]:
