@@ -14,6 +14,7 @@ UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload")
 # UI nodes that are frontend-only and never reach the server.
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MUTED, BYPASSED = 2, 4
+NODE_WIDTH, NODE_ROW = 360, 26  # layout of generated UI workflows, in canvas pixels
 
 
 class WorkflowFormatError(ValueError):
@@ -137,12 +138,23 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
 
     for nid in prompt:
         node_depth(nid)
-    links, ui_nodes, rows = [], [], {}
+    links, ui_nodes, column_bottom = [], [], {}
     outputs: dict[str, list[dict]] = {}
     for nid in sorted(prompt, key=lambda n: (depth[n], ids[n])):
         info = object_info[prompt[nid]["class_type"]]
         outputs[nid] = [{"name": name, "type": typ, "links": [], "slot_index": i}
                         for i, (typ, name) in enumerate(zip(info["output"], info.get("output_name", info["output"])))]
+    def title_of(nid):
+        info = object_info[prompt[nid]["class_type"]]
+        return prompt[nid].get("_meta", {}).get("title", info.get("display_name") or prompt[nid]["class_type"])
+
+    # Columns by dependency depth, each as wide as its longest title needs (about 7 px a character).
+    widths: dict[int, int] = {}
+    for nid in prompt:
+        widths[depth[nid]] = max(widths.get(depth[nid], NODE_WIDTH), 7 * len(title_of(nid)) + 60)
+    left = {0: 60}
+    for col in range(1, max(widths, default=0) + 1):
+        left[col] = left[col - 1] + widths.get(col - 1, NODE_WIDTH) + 60
     for nid in sorted(prompt, key=lambda n: (depth[n], ids[n])):
         node = prompt[nid]
         info = object_info[node["class_type"]]
@@ -170,13 +182,17 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
                 entry["link"] = link_id
             ui_inputs.append(entry)
         col = depth[nid]
-        row = rows.get(col, 0)
-        rows[col] = row + 1
+        # Height as LiteGraph draws it: title, one row per socket pair, one per widget (+ text boxes).
+        sockets = max(len(ui_inputs), len(outputs[nid]))
+        multiline = sum(1 for _, kind, opts in _input_specs(info) if kind == "STRING" and opts.get("multiline"))
+        height = 30 + NODE_ROW * (sockets + len(widgets)) + 80 * multiline
+        top = column_bottom.get(col, 60)
+        column_bottom[col] = top + height + 50
         ui_nodes.append({
-            "id": ids[nid], "type": node["class_type"], "pos": [60 + 380 * col, 60 + 260 * row],
-            "size": [340, 200], "flags": {}, "order": len(ui_nodes), "mode": 0,
+            "id": ids[nid], "type": node["class_type"], "pos": [left[col], top],
+            "size": [widths[col], height], "flags": {}, "order": len(ui_nodes), "mode": 0,
             "inputs": ui_inputs, "outputs": outputs[nid],
-            "title": node.get("_meta", {}).get("title", info.get("display_name", node["class_type"])),
+            "title": title_of(nid),
             "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets,
         })
     return {"last_node_id": max(ids.values(), default=0), "last_link_id": len(links), "nodes": ui_nodes,

@@ -18,7 +18,6 @@ const [workflow, done] = [arguments[0], arguments[arguments.length - 1]];
 (async () => {
   try {
     await window.app.loadGraphData(workflow);
-    window.app.canvas.ds.scale = 0.62; window.app.canvas.ds.offset = [0, 0]; window.app.graph.setDirtyCanvas(true, true);
     const nodes = window.app.graph._nodes || window.app.graph.nodes;
     const prompt = await window.app.graphToPrompt();
     done({
@@ -76,6 +75,9 @@ def test_ui_example_loads_in_the_frontend(browser, ui_file, tmp_path):
     api = json.loads((ui_file.parent / "api" / ui_file.name).read_text())
     frontend = {nid: {"class_type": n["class_type"], "inputs": n["inputs"]} for nid, n in result["output"].items()}
     assert frontend == {nid: {"class_type": n["class_type"], "inputs": n["inputs"]} for nid, n in api.items()}
+    browser.execute_script("const c = window.app.canvas; c.ds.scale = 0.65; c.ds.offset = [20, 20]; "
+                           "c.setDirty(true, true); c.draw(true, true);")
+    time.sleep(0.5)
     shot = tmp_path / f"{ui_file.stem}.png"
     browser.save_screenshot(str(shot))
     stat = ImageStat.Stat(Image.open(shot).convert("L"))
