@@ -21,14 +21,16 @@ def _resolve(index: int, length: int, input_name: str, text: str) -> int:
     return index % length
 
 
+def _parts(text: str) -> list[str]:
+    """The comma- (or semicolon-) separated items of a list widget, stripped; none for an empty text."""
+    return [p.strip() for p in text.replace(";", ",").split(",")] if text else []
+
+
 def parse_indices(text: str, length: int, input_name: str = "keyframe_indices") -> list[int]:
     """Parse ``"0, 40, -1"`` into pixel frame indices in 0..length-1 (order kept, duplicates refused)."""
     text = (text or "").strip()
-    if not text:
-        return []
     out = []
-    for part in text.replace(";", ",").split(","):
-        part = part.strip()
+    for part in _parts(text):
         if not re.fullmatch(_INT, part):
             raise ValueError(f"{input_name}: '{part}' in '{text}' is not an integer frame index. "
                              "Fix: write comma-separated integers, e.g. '0, 40, 80'.")
@@ -47,11 +49,8 @@ def parse_ranges(text: str, length: int, input_name: str = "keep") -> list[range
     the end, are written ``a:b`` (``-5:-1`` = the last five frames).
     """
     text = (text or "").strip()
-    if not text:
-        return []
     out = []
-    for part in text.replace(";", ",").split(","):
-        part = part.strip()
+    for part in _parts(text):
         m = (re.fullmatch(rf"({_INT})\s*:\s*({_INT})", part) or re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
              or re.fullmatch(rf"({_INT})()", part))
         if not m:
