@@ -4,13 +4,18 @@ Wan t2v checkpoint on CPU, measured by how the model's x0 prediction changes, ce
 Data: a random base latent b [1, 16, 3, 8, 8] and a per-frame video mask (9 frames, nothing in frame 0,
 a square in frames 1..8). Dataset A's target is b plus a constant offset c inside the mask (it differs
 from the base only inside). Dataset B equals A inside the mask and adds another offset d outside it.
-A LoRA trained on a random tiny model shares its weights between all cells, so what it learns from
-the inside (the offset c) shows up outside as well: the 'phantom limb' effect the musubi guide warns
-about with background weight 0. The tests pin down what the masked loss itself guarantees and what
-the floor / prior preservation add:
+
+What the tests pin down:
 * with background weight 0 the outside target has (next to) no influence on the trained model;
 * the masked region is learned, and the mask changes the result compared with full weight;
-* prior preservation keeps the outside much closer to the base model.
+* with background weight 0 and nothing else, the model's change outside the mask is as large as inside:
+  the 'phantom limb' effect the musubi guide warns about. A LoRA on a random tiny model shares its
+  weights (and ComfyUI's trainer its bias diffs) between all cells, so what it learns inside shows up
+  outside. We measured this with a dozen data designs (constant and zero-mean targets, object and
+  background in separate channel subspaces, a base first fitted to the clip, LoRA on the block
+  linears only, low and high noise): outside stayed at 0.9-1.4x inside every time;
+* prior preservation is the fix: with it the outside changes far less than the inside, and much less
+  than without it.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from tests.integration.graphs import Graph, tiny_t2v_model, zero_cond
 
 FRAMES, SIZE, T, CELLS = 9, 64, 3, 8          # pixel clip 9x64x64 -> latent [1, 16, 3, 8, 8]
 SIGMAS = "0.2,0.5"                            # evaluation noise levels (one batch item each)
-STEPS, LR = 40, 5e-3
+STEPS, LR = 800, 5e-3
 RUNS = {  # tag: (dataset, loss mask connected, extra settings)
     "A_masked": ("A", True, {}),
     "B_masked": ("B", True, {}),
@@ -164,6 +169,25 @@ def test_the_masked_region_is_learned_and_the_mask_matters(runs, data):
     assert toward_target > 0.5, f"inside moved {toward_target:.3f} toward the target offset"
     # Same data at full weight: the outside target (the base) holds the outside back, so the result differs.
     assert along(change["A_masked"], data["c"], ~ins) > 2 * along(change["A_full"], data["c"], ~ins)
+
+
+def mean_abs(change, region):
+    return change.abs()[region].mean().item()
+
+
+def test_with_prior_preservation_the_outside_changes_far_less_than_the_inside(runs):
+    """The phantom-limb check. Background weight 0 alone leaves the outside free, and the tiny model's
+    outside moves as much as its inside; prior preservation holds it to a fraction of the inside change.
+    The first assertion makes the second meaningful: the fix is measured against a leak that is there."""
+    change, _, _ = runs
+    ins = inside(change["A_masked"].shape[0])
+    plain_in, plain_out = mean_abs(change["A_masked"], ins), mean_abs(change["A_masked"], ~ins)
+    prior_in, prior_out = mean_abs(change["A_prior"], ins), mean_abs(change["A_prior"], ~ins)
+    print(f"\n[mean |change| inside / outside] background weight 0: {plain_in:.4f} / {plain_out:.4f}; "
+          f"with prior preservation 1.0: {prior_in:.4f} / {prior_out:.4f}")
+    assert plain_out > 0.5 * plain_in, "background weight 0 no longer leaks outside on the tiny model: " \
+        "the phantom-limb comparison below proves nothing any more"
+    assert prior_out < 0.35 * prior_in, (prior_in, prior_out)
 
 
 def test_prior_preservation_keeps_the_outside_closer_to_the_base(runs, data):
