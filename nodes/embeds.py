@@ -229,22 +229,37 @@ class WanMaskAnimateEmbeds:
             "bg_images": ("IMAGE", {"tooltip": "Background video to keep (replacement mode). Needs mask."}),
             "mask": ("MASK", {"tooltip": "Character mask: 1 = character region (generate), 0 = background (kept "
                                          "from bg_images). Needs bg_images."}),
+            "continue_motion": ("IMAGE", {"tooltip": "Long videos by chunks: the previous chunk's decoded frames. "
+                                          "Its last continue_motion_max_frames open this clip as given frames "
+                                          "(concat mask 0 in exactly their slots)."}),
+            "continue_motion_max_frames": ("INT", {"default": 5, "min": 1, "max": 16384, "step": 4, "tooltip":
+                "How many of the last continue_motion frames to keep (1+4k fills whole latent frames)."}),
+            "video_frame_offset": ("INT", {"default": 0, "min": 0, "max": 1000000, "tooltip":
+                "Where this chunk starts in the pose / face / background / mask videos. Connect the previous "
+                "chunk's video_frame_offset output. With continue_motion it is moved back by the motion frames. "
+                "A driving video that ends before it is an error."}),
         }}
 
-    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT", "INT")
-    RETURN_NAMES = ("positive", "negative", "latent", "trim_latent")
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT", "INT", "INT", "INT")
+    RETURN_NAMES = ("positive", "negative", "latent", "trim_latent", "trim_image", "video_frame_offset")
     OUTPUT_TOOLTIPS = ("Positive with the Animate embeds.", "Negative (face video all -1).",
                        "Empty latent (reference frame included).",
-                       "Latent frames to drop from the START after sampling (the reference; TrimVideoLatent).")
+                       "Latent frames to drop from the START after sampling (the reference; TrimVideoLatent).",
+                       "Decoded frames to drop from the START: the continue_motion frames, which repeat the previous "
+                       "chunk (0 without continue_motion).",
+                       "Start of the next chunk in the driving videos (this chunk's start + length).")
     FUNCTION = "build"
     CATEGORY = CATEGORY
 
     def build(self, positive, negative, vae, width, height, length, batch_size, clip_vision_output=None,
-              reference_image=None, face_video=None, pose_video=None, bg_images=None, mask=None):
+              reference_image=None, face_video=None, pose_video=None, bg_images=None, mask=None,
+              continue_motion=None, continue_motion_max_frames=5, video_frame_offset=0):
         geometry = geometry_for_channels(vae.latent_channels, "vae")
         out = build_animate_embeds(_encoder(vae), length=length, height=height, width=width, geometry=geometry,
                                    reference_image=reference_image, pose_video=pose_video, face_video=face_video,
-                                   bg_images=bg_images, mask=mask, should_stop=_Hooks(3))
+                                   bg_images=bg_images, mask=mask, continue_motion=continue_motion,
+                                   continue_motion_max_frames=continue_motion_max_frames,
+                                   video_frame_offset=video_frame_offset, should_stop=_Hooks(3))
         pos = {"concat_latent_image": out.concat_latent_image, "concat_mask": out.concat_mask}
         if out.pose_video_latent is not None:
             pos["pose_video_latent"] = out.pose_video_latent
@@ -257,7 +272,7 @@ class WanMaskAnimateEmbeds:
         positive, negative = _set(positive, negative, pos, neg)
         latent = _empty_latent(batch_size, geometry.latent_channels, out.latent_frames,
                                *out.concat_latent_image.shape[-2:])
-        return (positive, negative, latent, out.trim_latent)
+        return (positive, negative, latent, out.trim_latent, out.trim_image, out.video_frame_offset)
 
 
 class WanMaskTrimLatent:

@@ -234,6 +234,48 @@ def test_animate_moving_mask_lands_in_its_own_group(server, io_dir):
     assert sorted(hot(n["concat_mask"])) == [[1, 4], [2, 1], [2, 4], [3, 4]]
 
 
+def test_animate_continue_motion_and_frame_offset_match_native(server, io_dir):
+    """Chunked long video: 7 frames of the previous chunk (the last 5 used) and video_frame_offset 20, with
+    40-frame pose, face, background and character-mask videos. Native WanAnimateToVideo and this pack
+    seek the videos to frame 15 alike: the concat image, pose latent, face pixels, trim_image and the
+    next offset are identical; the concat mask differs only by the known 3-slot shift of the character
+    mask (the motion frames are given in both)."""
+    g0 = torch.Generator().manual_seed(9)
+    src = 40
+    mask = (torch.rand(src, 1, 1, generator=g0) > 0.5).float().expand(src, S, S).contiguous()
+    paths = {}
+    for name, d in {"drive": {"image": torch.rand(src, S, S, 3, generator=g0), "mask": mask},
+                    "face": {"image": torch.rand(src, 16, 16, 3, generator=g0)},
+                    "motion": {"image": torch.rand(7, S, S, 3, generator=g0)}}.items():
+        paths[name] = str(io_dir / f"{name}.safetensors")
+        save_file(d, paths[name])
+    g = Graph()
+    vae, cond = tiny_vae(g), zero_cond(g)
+    drive, face, motion = (load(g, paths[k]) for k in ("drive", "face", "motion"))
+    common = dict(positive=cond, negative=cond, vae=vae, width=S, height=S, length=L, batch_size=1,
+                  continue_motion_max_frames=5, video_frame_offset=20, continue_motion=motion[0],
+                  pose_video=drive[0], face_video=face[0])
+    native = g.add("WanAnimateToVideo", background_video=drive[0], character_mask=drive[1], **common)
+    ours = g.add("WanMaskAnimateEmbeds", bg_images=drive[0], mask=drive[1], **common)
+    for name, node, outputs in (("native", native, (3, 4, 5)), ("ours", ours, (3, 4, 5))):
+        for i in outputs:
+            save_cond(g, str(io_dir / f"{name}_{i}.safetensors"), node[0], value=node[i])
+    server.run_ok(g.prompt)
+    n = {i: read(io_dir / f"native_{i}.safetensors") for i in (3, 4, 5)}
+    o = {i: read(io_dir / f"ours_{i}.safetensors") for i in (3, 4, 5)}
+    assert [float(o[i]["int"]) for i in (3, 4, 5)] == [float(n[i]["int"]) for i in (3, 4, 5)] == [1.0, 5.0, 32.0]
+    n, o = n[3], o[3]
+    for key in ("concat_latent_image", "pose_video_latent", "face_video_pixels"):
+        assert n[key].shape == o[key].shape, key
+        assert max_diff(n[key], o[key]) == 0.0, key
+
+    def slot_view(m):  # [1, 4, 1+T, h, w] -> clip slots [4T]
+        return m[0, :, 1:, 0, 0].transpose(0, 1).reshape(4 * T)
+    ns, os_ = slot_view(n["concat_mask"]), slot_view(o["concat_mask"])
+    assert os_[:8].tolist() == [0.0] * 8 and ns[:5].tolist() == [0.0] * 5  # motion frames 0..4: given
+    assert os_[8:].tolist() == ns[5:L].tolist() == mask[15 + 5:15 + L, 0, 0].tolist()  # frames 5..16 = source 20..31
+
+
 def test_i2v_sampled_end_to_end_keeps_the_given_latents(server, media, io_dir):
     """Start + end (fun off: end encoded alone as an extra latent) on the tiny 36-channel I2V model, with
     keep_given_latents: the known latent frames come back at their encoded values; the extra end latent

@@ -326,6 +326,13 @@ def _(g, d):
     animate(g, d, bg_images=image(g, d, frames=FRAMES))
 
 
+@case("animate_pose_video_ended_before_the_chunk", "pose_video: 17 frame(s), but this chunk starts at frame 25",
+      "the video has ended", "Fix")
+def _(g, d):
+    animate(g, d, pose_video=image(g, d, frames=FRAMES), continue_motion=image(g, d, frames=5, name="motion5"),
+            video_frame_offset=30)
+
+
 @case("animate_mask_without_bg_images", "bg_images: mask is connected but bg_images is not", "Fix")
 def _(g, d):
     animate(g, d, mask=load(g, d, "amask", mask=torch.ones(FRAMES, SIZE, SIZE))[1])
