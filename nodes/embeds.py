@@ -7,6 +7,7 @@ results to the conditioning and hook up progress and interrupts.
 """
 from __future__ import annotations
 
+import comfy.clip_vision
 import comfy.latent_formats
 import comfy.model_management
 import comfy.utils
@@ -17,7 +18,7 @@ import torch
 from ..masking import conventions
 from ..masking.geometry import WAN21, geometry_for_channels
 from ..wan.animate import build_animate_embeds
-from ..wan.i2v import MAX_TRAINED_LATENT_FRAMES, NULL_FILLS, build_i2v_embeds, trim_latent
+from ..wan.i2v import MAX_TRAINED_LATENT_FRAMES, NULL_FILLS, build_i2v_embeds, join_clip_vision_tokens, trim_latent
 from ..wan.temporal import temporal_mask
 from ..wan.vace import build_vace_embeds
 
@@ -106,11 +107,15 @@ class WanMaskI2VEmbeds:
             "keyframe_indices": ("STRING", {"default": "", "tooltip":
                 "Comma-separated pixel frame index per keyframe image, e.g. '0, 40, 80'; negative counts from the "
                 "end (-1 = last frame). Must be inside the clip."}),
-            "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "CLIP vision features for models with img_emb."}),
+            "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "CLIP vision features for models with img_emb "
+                                   "(of the start image for first-last-frame)."}),
             "keep_given_latents": ("BOOLEAN", {"default": False, "tooltip":
                 "Off (native): the latent is empty and the model alone reproduces the given frames. On: the latent "
                 "holds the encoded frames with a noise_mask (1 = regenerate, 0 = keep) that keeps the latent frames "
                 "whose four slots are all given (e.g. latent 0 of a start image), so they come back exactly."}),
+            "clip_vision_end_output": ("CLIP_VISION_OUTPUT", {"tooltip": "First-last-frame (FLF2V): CLIP vision "
+                "features of the end image. Its tokens follow clip_vision_output's, as native "
+                "WanFirstLastFrameToVideo joins clip_vision_start_image and clip_vision_end_image."}),
         }}
 
     RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT", "MASK", "INT")
@@ -124,7 +129,7 @@ class WanMaskI2VEmbeds:
 
     def build(self, positive, negative, vae, width, height, length, batch_size, fun_or_fl2v_model, null_fill,
               latent_strength, start_image=None, end_image=None, keyframes=None, keyframe_indices="",
-              clip_vision_output=None, keep_given_latents=False):
+              clip_vision_output=None, keep_given_latents=False, clip_vision_end_output=None):
         geometry = geometry_for_channels(vae.latent_channels, "vae")
         hooks = _Hooks(2)
         out = build_i2v_embeds(
@@ -133,8 +138,13 @@ class WanMaskI2VEmbeds:
             fun_or_fl2v_model=fun_or_fl2v_model, null_fill=null_fill, latent_strength=latent_strength,
             latent_mean=_latent_mean(geometry.latent_channels), should_stop=hooks)
         values = {"concat_latent_image": out.concat_latent_image, "concat_mask": out.concat_mask}
-        if clip_vision_output is not None:
-            values["clip_vision_output"] = clip_vision_output
+        if clip_vision_output is not None and clip_vision_end_output is not None:
+            joined = comfy.clip_vision.Output()
+            joined.penultimate_hidden_states = join_clip_vision_tokens(
+                clip_vision_output.penultimate_hidden_states, clip_vision_end_output.penultimate_hidden_states)
+            values["clip_vision_output"] = joined
+        elif clip_vision_output is not None or clip_vision_end_output is not None:
+            values["clip_vision_output"] = clip_vision_output if clip_vision_output is not None else clip_vision_end_output
         positive, negative = _set(positive, negative, values)
         latent = _empty_latent(batch_size, geometry.latent_channels, out.latent_frames,
                                *out.concat_latent_image.shape[-2:])

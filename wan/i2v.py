@@ -250,6 +250,21 @@ def build_i2v_embeds(encode: Encoder, *, length: int, height: int, width: int, g
                      latent_frames=latent.shape[2], trim_end_latent=1 if separate_end is not None else 0)
 
 
+def join_clip_vision_tokens(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """First-last-frame image conditioning: the start image's CLIP vision tokens, then the end image's.
+
+    [B, N1, D] and [B, N2, D] -> [B, N1 + N2, D], as native WanFirstLastFrameToVideo and the official
+    FLF2V pipeline join them. Raises ValueError when the batch or feature sizes differ (two different
+    CLIP vision models).
+    """
+    if start.dim() != 3 or end.dim() != 3 or start.shape[0] != end.shape[0] or start.shape[-1] != end.shape[-1]:
+        raise ValueError(
+            f"clip_vision_end_output: its tokens {list(end.shape)} cannot follow clip_vision_output's "
+            f"{list(start.shape)} (same batch and feature size needed). Fix: encode both images with the same "
+            f"CLIP vision model (CLIPVisionEncode, crop none).")
+    return torch.cat([start, end.to(start)], dim=-2)
+
+
 def trim_latent(samples: torch.Tensor, start: int = 0, end: int = 0, input_name: str = "samples") -> torch.Tensor:
     """Drop ``start`` latent frames from the front and ``end`` from the back of [B, C, T, h, w] (or a
     noise mask [B, 1, T, h, w]); raises when nothing would remain."""

@@ -140,18 +140,23 @@ def test_first_last_equals_native_WanFirstLastFrameToVideo(server, media, io_dir
     g = Graph()
     vae, cond = tiny_vae(g), zero_cond(g)
     start, end = load(g, media["start1"]), load(g, media["end"])
+    cv_start, cv_end = (g.add("WanMaskTestClipVisionOutput", tokens=5, seed=s) for s in (1, 2))
     native = g.add("WanFirstLastFrameToVideo", positive=cond, negative=cond, vae=vae, width=S, height=S, length=L,
-                   batch_size=1, start_image=start[0], end_image=end[0])
-    ours = i2v(g, vae, cond, fun=True, start_image=start[0], end_image=end[0])
+                   batch_size=1, start_image=start[0], end_image=end[0], clip_vision_start_image=cv_start[0],
+                   clip_vision_end_image=cv_end[0])
+    ours = i2v(g, vae, cond, fun=True, start_image=start[0], end_image=end[0], clip_vision_output=cv_start[0],
+               clip_vision_end_output=cv_end[0])
     for name, node in (("native", native), ("ours", ours)):
         save_cond(g, str(io_dir / f"{name}.safetensors"), node[1])  # the negative gets the same embeds
         g.add("WanMaskTestSave", path=str(io_dir / f"{name}_latent.safetensors"), latent=node[2])
     g.add("WanMaskTestSave", path=str(io_dir / "frames.safetensors"), mask=ours[3])
     server.run_ok(g.prompt)
     n, o = read(io_dir / "native.safetensors"), read(io_dir / "ours.safetensors")
-    for key in ("concat_latent_image", "concat_mask"):
+    for key in ("concat_latent_image", "concat_mask", "clip_vision_output"):
         assert n[key].shape == o[key].shape, key
         assert max_diff(n[key], o[key]) == 0.0, key
+    assert o["clip_vision_output"].shape == (1, 10, 1280)  # start tokens, then end tokens
+    assert max_diff(o["clip_vision_output"][:, :5], o["clip_vision_output"][:, 5:]) > 0.1
     assert o["concat_mask"][0, :, -1, 0, 0].tolist() == [1, 1, 1, 0]
     assert max_diff(read(io_dir / "native_latent.safetensors")["samples"],
                     read(io_dir / "ours_latent.safetensors")["samples"]) == 0.0

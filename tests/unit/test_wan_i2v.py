@@ -8,7 +8,9 @@ from masking.conventions import FILL_BLACK, FILL_GRAY
 from masking.geometry import WAN21, WAN22
 from tests.unit.test_wan_fakes import FakeEncoder
 from wan.frames import parse_indices, parse_ranges
-from wan.i2v import MAX_TRAINED_LATENT_FRAMES, build_i2v_embeds, frame_mask_to_concat_mask, trim_latent
+from wan.i2v import (
+    MAX_TRAINED_LATENT_FRAMES, build_i2v_embeds, frame_mask_to_concat_mask, join_clip_vision_tokens, trim_latent,
+)
 
 L, H, W = 17, 32, 32  # T = 5, latent 4x4
 
@@ -192,3 +194,16 @@ def test_keep_noise_mask_keeps_only_fully_given_latent_frames():
     assert nm.shape == (1, 1, 6, 4, 4)
     # latent 0 (frame 0) and the separate end latent are fully given; latent 1 holds frames 1,2 (given) + 3,4
     assert nm[0, 0, :, 0, 0].tolist() == [0, 1, 1, 1, 1, 0]
+
+
+def test_clip_vision_tokens_of_the_end_image_follow_the_start_image():
+    start, end = torch.zeros(1, 257, 1280), torch.ones(1, 257, 1280)
+    joined = join_clip_vision_tokens(start, end)
+    assert joined.shape == (1, 514, 1280)
+    assert (joined[:, :257] == 0).all() and (joined[:, 257:] == 1).all()
+
+
+def test_clip_vision_tokens_of_different_models_are_refused():
+    with pytest.raises(ValueError, match=r"^clip_vision_end_output: its tokens \[1, 257, 1024\] cannot follow "
+                                         r"clip_vision_output's \[1, 257, 1280\].*Fix: encode both images"):
+        join_clip_vision_tokens(torch.zeros(1, 257, 1280), torch.zeros(1, 257, 1024))

@@ -46,17 +46,18 @@ class WanMaskTestClipVisionOutput:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"tokens": ("INT", {"default": 257, "min": 1, "max": 1024})}}
+        return {"required": {"tokens": ("INT", {"default": 257, "min": 1, "max": 1024})},
+                "optional": {"seed": ("INT", {"default": 1, "min": 0, "max": 2**31})}}
 
     RETURN_TYPES = ("CLIP_VISION_OUTPUT",)
     FUNCTION = "make"
     CATEGORY = "testing"
 
-    def make(self, tokens):
+    def make(self, tokens, seed=1):
         import comfy.clip_vision
 
         out = comfy.clip_vision.Output()
-        out.penultimate_hidden_states = torch.randn(1, tokens, 1280, generator=torch.Generator().manual_seed(1))
+        out.penultimate_hidden_states = torch.randn(1, tokens, 1280, generator=torch.Generator().manual_seed(seed))
         return (out,)
 
 
