@@ -13,7 +13,7 @@ What the tests pin down:
   weights (and ComfyUI's trainer its bias diffs) between all cells, so what it learns inside shows up
   outside. We measured this with a dozen data designs (constant and zero-mean targets, object and
   background in separate channel subspaces, a base first fitted to the clip, LoRA on the block
-  linears only, low and high noise): outside stayed at 0.9-1.4x inside every time;
+  linears only, low and high noise): outside stayed at 0.6-1.5x inside every time;
 * prior preservation is the fix: with it the outside changes far less than the inside, and much less
   than without it.
 """
