@@ -144,7 +144,7 @@ class WanMaskI2VEmbeds:
                 clip_vision_output.penultimate_hidden_states, clip_vision_end_output.penultimate_hidden_states)
             values["clip_vision_output"] = joined
         elif clip_vision_output is not None or clip_vision_end_output is not None:
-            values["clip_vision_output"] = clip_vision_output if clip_vision_output is not None else clip_vision_end_output
+            values["clip_vision_output"] = clip_vision_end_output if clip_vision_output is None else clip_vision_output
         positive, negative = _set(positive, negative, values)
         latent = _empty_latent(batch_size, geometry.latent_channels, out.latent_frames,
                                *out.concat_latent_image.shape[-2:])

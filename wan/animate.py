@@ -89,14 +89,14 @@ def motion_frames(continue_motion: torch.Tensor | None, max_frames: int, length:
     motion = continue_motion[-max_frames:]
     if motion.shape[0] >= length:
         raise ValueError(
-            f"continue_motion: {motion.shape[0]} motion frame(s) ({continue_motion.shape[0]} given, continue_motion_max_frames "
-            f"{max_frames}) "
-            f"fill the whole {length}-frame clip, leaving nothing to generate. Fix: lower continue_motion_max_frames "
-            f"(5 is usual) or raise length.")
+            f"continue_motion: {motion.shape[0]} motion frame(s) ({continue_motion.shape[0]} given, "
+            f"continue_motion_max_frames {max_frames}) fill the whole {length}-frame clip, leaving nothing to "
+            f"generate. Fix: lower continue_motion_max_frames (5 is usual) or raise length.")
     return motion
 
 
-def seek(video: torch.Tensor | None, offset: int, input_name: str, broadcast_single: bool = False) -> torch.Tensor | None:
+def seek(video: torch.Tensor | None, offset: int, input_name: str,
+         broadcast_single: bool = False) -> torch.Tensor | None:
     """``video[offset:]``: the frames of this chunk onward. A single frame with ``broadcast_single``
     (a still background or mask) is not seeked. Raises ValueError when the video ends at or before
     ``offset`` (native drops such an input silently)."""
