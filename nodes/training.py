@@ -132,6 +132,18 @@ def _native_trainer_uses(sampler_factory):
             native_train.TrainSampler = original
 
 
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int):
+    """Native ``train()`` initializes the LoRA matrices from torch's global generator (the seeded
+    generator it creates is never used), so one seed gave different LoRAs depending on what ran
+    before in the process. Seed the global generator for the call; the previous state comes back
+    afterwards."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 class WanMaskTrainLoRA(native_train.TrainLoraNode):
     DESCRIPTION = ("ComfyUI's native Train LoRA with a masked loss for Wan video latents. loss_mask: "
                    f"{conventions.LOSS_WEIGHT}. A per-frame video mask (1+4k frames) is brought to the latent "
@@ -206,7 +218,7 @@ class WanMaskTrainLoRA(native_train.TrainLoraNode):
             made.append(sampler)
             return sampler
 
-        with _native_trainer_uses(factory):
+        with _native_trainer_uses(factory), _seeded_global_rng(seed):
             mp, lora, loss_map, total_steps = self.train(
                 model=model, latents=latents, positive=positive, batch_size=batch_size, steps=steps,
                 grad_accumulation_steps=grad_accumulation_steps, learning_rate=learning_rate, rank=rank,

@@ -5,8 +5,10 @@ given node class, and sizes, lengths and step counts shrink. The graph's masking
 """
 from __future__ import annotations
 
-TINY_UNETS = (("vace", "wan_tiny_vace.safetensors"), ("i2v", "wan_tiny_i2v.safetensors"),
-              ("flf2v", "wan_tiny_i2v.safetensors"), ("ti2v_5b", "wan_tiny_wan22_5b.safetensors"))
+# First match wins: "ti2v_5b" must come before "i2v", which it contains.
+TINY_UNETS = (("vace", "wan_tiny_vace.safetensors"), ("animate", "wan_tiny_animate.safetensors"),
+              ("ti2v_5b", "wan_tiny_wan22_5b.safetensors"), ("flf2v", "wan_tiny_flf2v.safetensors"),
+              ("i2v", "wan_tiny_i2v.safetensors"))
 TINY_T2V = "wan_tiny_t2v.safetensors"
 TINY_VAE = "wan_tiny_vae.safetensors"
 SAMPLERS = {"KSampler", "KSamplerAdvanced"}

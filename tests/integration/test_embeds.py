@@ -365,6 +365,73 @@ def test_animate_sampled_end_to_end_on_the_tiny_i2v_model(server, media, io_dir)
     assert after["samples"].shape == (1, 16, T, 8, 8) and after["image"].shape == (L, S, S, 3)
 
 
+def test_first_last_sampled_on_the_tiny_flf2v_model_equals_native(server, media, io_dir):
+    """The tiny FLF2V checkpoint (img_emb.emb_pos for 514 tokens) samples our embeds with start + end
+    CLIP tokens to the same latent as native WanFirstLastFrameToVideo's; swapping the two CLIP outputs
+    changes the result, so the model really reads the joined tokens in their order."""
+    g = Graph()
+    vae, cond = tiny_vae(g), zero_cond(g)
+    start, end = load(g, media["start1"]), load(g, media["end"])
+    cv1, cv2 = (g.add("WanMaskTestClipVisionOutput", tokens=257, seed=s) for s in (1, 2))
+    model = tiny_t2v_model(g, "flf2v")
+    native = g.add("WanFirstLastFrameToVideo", positive=cond, negative=cond, vae=vae, width=S, height=S, length=L,
+                   batch_size=1, start_image=start[0], end_image=end[0], clip_vision_start_image=cv1[0],
+                   clip_vision_end_image=cv2[0])
+    runs = {"native": native,
+            "ours": i2v(g, vae, cond, start_image=start[0], end_image=end[0], clip_vision_output=cv1[0],
+                        clip_vision_end_output=cv2[0]),
+            "swapped": i2v(g, vae, cond, start_image=start[0], end_image=end[0], clip_vision_output=cv2[0],
+                           clip_vision_end_output=cv1[0])}
+    for name, emb in runs.items():
+        g.add("WanMaskTestSave", path=str(io_dir / f"{name}.safetensors"),
+              latent=ksampler(g, model, emb[0], emb[2], steps=2))
+    server.run_ok(g.prompt)
+    out = {name: read(io_dir / f"{name}.safetensors")["samples"] for name in runs}
+    assert out["ours"].shape == (1, 16, T, 8, 8) and torch.isfinite(out["ours"]).all()
+    assert max_diff(out["ours"], out["native"]) == 0.0
+    assert max_diff(out["ours"], out["swapped"]) > 1e-3
+
+
+def test_animate_chunk_sampled_on_the_tiny_animate_model(server, io_dir):
+    """A second chunk (5 continue_motion frames, video_frame_offset 10) on the tiny Wan-Animate checkpoint:
+    it samples, and the model reads our pose latent and face pixels (changing either changes the result).
+    9 frames and 1 step: the face motion encoder runs at its real size on 512x512 crops."""
+    g0 = torch.Generator().manual_seed(3)
+    src, length, t = 30, 9, 3
+    data = {"drive": {"image": torch.rand(src, S, S, 3, generator=g0), "mask": torch.ones(src, S, S)},
+            "pose2": {"image": torch.rand(src, S, S, 3, generator=g0)},
+            "face": {"image": torch.rand(src, 32, 32, 3, generator=g0)},
+            "face2": {"image": torch.rand(src, 32, 32, 3, generator=g0)},
+            "ref": {"image": torch.rand(1, S, S, 3, generator=g0)},
+            "motion": {"image": torch.rand(5, S, S, 3, generator=g0)}}
+    for name, d in data.items():
+        save_file(d, str(io_dir / f"{name}.safetensors"))
+    g = Graph()
+    vae, cond, model = tiny_vae(g), zero_cond(g), tiny_t2v_model(g, "animate")
+    n = {name: load(g, str(io_dir / f"{name}.safetensors")) for name in data}
+
+    def chunk(tag, pose, face):
+        emb = g.add("WanMaskAnimateEmbeds", positive=cond, negative=cond, vae=vae, width=S, height=S, length=length,
+                    batch_size=1, reference_image=n["ref"][0], pose_video=pose, face_video=face,
+                    bg_images=n["drive"][0], mask=n["drive"][1], continue_motion=n["motion"][0],
+                    continue_motion_max_frames=5, video_frame_offset=10)
+        trimmed = g.add("TrimVideoLatent", samples=ksampler(g, model, emb[0], emb[2], steps=1), trim_amount=emb[3])
+        g.add("WanMaskTestSave", path=str(io_dir / f"{tag}.safetensors"), latent=trimmed)
+        save_cond(g, str(io_dir / f"{tag}_offset.safetensors"), emb[0], value=emb[5])
+
+    chunk("base", n["drive"][0], n["face"][0])
+    chunk("pose2", n["pose2"][0], n["face"][0])
+    chunk("face2", n["drive"][0], n["face2"][0])
+    server.run_ok(g.prompt, timeout=1200)
+    out = {tag: read(io_dir / f"{tag}.safetensors")["samples"] for tag in ("base", "pose2", "face2")}
+    assert out["base"].shape == (1, 16, t, 8, 8) and torch.isfinite(out["base"]).all()
+    print(f"\n[animate] |change| pose {max_diff(out['base'], out['pose2']):.4g}, "
+          f"face {max_diff(out['base'], out['face2']):.4g}")
+    assert max_diff(out["base"], out["pose2"]) > 1e-3
+    assert max_diff(out["base"], out["face2"]) > 1e-3
+    assert float(read(io_dir / "base_offset.safetensors")["int"]) == 10 - 5 + length
+
+
 @pytest.mark.parametrize("case,pattern", [
     ("length", "length: 16 frames is not of the form 1+4k"),
     ("size", "width/height: 72x64 (WxH) is not a multiple of 16"),

@@ -6,7 +6,8 @@ a square in frames 1..8). Dataset A's target is b plus a constant offset c insid
 from the base only inside). Dataset B equals A inside the mask and adds another offset d outside it.
 
 What the tests pin down:
-* with background weight 0 the outside target has (next to) no influence on the trained model;
+* with background weight 0 the outside target has (next to) no influence on the trained model
+  (100-step runs);
 * the masked region is learned, and the mask changes the result compared with full weight;
 * with background weight 0 and nothing else, the model's change outside the mask is as large as inside:
   the 'phantom limb' effect the musubi guide warns about. A LoRA on a random tiny model shares its
@@ -15,7 +16,8 @@ What the tests pin down:
   background in separate channel subspaces, a base first fitted to the clip, LoRA on the block
   linears only, low and high noise): outside stayed at 0.6-1.5x inside every time;
 * prior preservation is the fix: with it the outside changes far less than the inside, and much less
-  than without it.
+  than without it (800-step runs);
+* one seed gives one LoRA, whatever trained before in the same ComfyUI process.
 """
 from __future__ import annotations
 
@@ -32,13 +34,17 @@ from tests.integration.graphs import Graph, tiny_t2v_model, zero_cond
 
 FRAMES, SIZE, T, CELLS = 9, 64, 3, 8          # pixel clip 9x64x64 -> latent [1, 16, 3, 8, 8]
 SIGMAS = "0.2,0.5"                            # evaluation noise levels (one batch item each)
-STEPS, LR = 800, 5e-3
-RUNS = {  # tag: (dataset, loss mask connected, extra settings)
-    "A_masked": ("A", True, {}),
-    "B_masked": ("B", True, {}),
-    "A_full": ("A", False, {}),
-    "B_full": ("B", False, {}),
-    "A_prior": ("A", True, {"prior_preservation_weight": 1.0}),
+SHORT, LONG, LR = 100, 800, 5e-3
+RUNS = {  # tag: (dataset, loss mask connected, extra settings, steps)
+    # which target reaches the model: short runs, before what is learned spreads through shared weights
+    "A_masked_short": ("A", True, {}, SHORT),
+    "B_masked_short": ("B", True, {}, SHORT),
+    "A_full_short": ("A", False, {}, SHORT),
+    "B_full_short": ("B", False, {}, SHORT),
+    # what the model learns and where it shows: long runs
+    "A_masked": ("A", True, {}, LONG),
+    "A_full": ("A", False, {}, LONG),
+    "A_prior": ("A", True, {"prior_preservation_weight": 1.0}, LONG),
 }
 
 
@@ -74,13 +80,13 @@ def data(tmp_path_factory):
     return {"dir": folder, "c": c, "d": d}
 
 
-def trainer(g, model, cond, source, masked, **settings):
+def trainer(g, model, cond, source, masked, steps=SHORT, **settings):
     values = dict(gamma=1.0, min_weight=0.0, prior_preservation_weight=0.0, prior_mask_threshold=0.0,
                   normalize_per_sample=True, require_mask=masked)
     values.update(settings)
     extra = {"loss_mask": source[1]} if masked else {}
     return g.add("WanMaskTrainLoRA", model=model, latents=source[2], positive=cond, batch_size=1,
-                 grad_accumulation_steps=1, steps=STEPS, learning_rate=LR, rank=8, optimizer="AdamW",
+                 grad_accumulation_steps=1, steps=steps, learning_rate=LR, rank=8, optimizer="AdamW",
                  loss_function="MSE", seed=0, training_dtype="fp32", lora_dtype="fp32", algorithm="LoRA",
                  gradient_checkpointing=False, existing_lora="[None]", **values, **extra)
 
@@ -98,8 +104,8 @@ def runs(server, data, tmp_path_factory):
         g.add("WanMaskTestSave", path=str(out / f"{tag}.safetensors"), latent=x0)
 
     predict(model, "base")
-    for tag, (name, masked, settings) in RUNS.items():
-        trained = trainer(g, model, cond, sources[name], masked, **settings)
+    for tag, (name, masked, settings, steps) in RUNS.items():
+        trained = trainer(g, model, cond, sources[name], masked, steps, **settings)
         predict(g.add("LoraModelLoader", model=model, lora=trained[1], strength_model=1.0), tag)
         g.add("WanMaskTestSaveLoss", loss=trained[2], path=str(out / f"{tag}_loss.json"))
     server.run_ok(g.prompt, timeout=1500)
@@ -135,8 +141,8 @@ def test_nodes_mirror_the_native_trainer(server):
 
 def test_training_runs_the_masked_loss_and_prints_the_banner(runs):
     _, losses, log = runs
-    for tag in RUNS:
-        assert len(losses[tag]["loss"]) == STEPS and len(losses[tag]["target_loss"]) == STEPS
+    for tag, (*_, steps) in RUNS.items():
+        assert len(losses[tag]["loss"]) == steps and len(losses[tag]["target_loss"]) == steps
     assert all(p == 0.0 for p in losses["A_masked"]["prior_loss"])
     assert all(p > 0.0 for p in losses["A_prior"]["prior_loss"][1:])
     assert "WAN MASK-WEIGHTED LOSS TRAINING ENABLED" in log
@@ -152,8 +158,8 @@ def test_background_weight_zero_ignores_the_outside_target(runs, data):
     come from the outside cells being part of the model's input, not from the loss)."""
     change, _, _ = runs
     out = ~inside(change["A_masked"].shape[0])
-    full_learned_d = along(change["B_full"] - change["A_full"], data["d"], out)
-    masked_learned_d = along(change["B_masked"] - change["A_masked"], data["d"], out)
+    full_learned_d = along(change["B_full_short"] - change["A_full_short"], data["d"], out)
+    masked_learned_d = along(change["B_masked_short"] - change["A_masked_short"], data["d"], out)
     print(f"\n[outside target d learned] full weight {full_learned_d:.4f}, background weight 0 {masked_learned_d:.4f}")
     assert full_learned_d > 0.5, f"full-weight training did not learn the outside target ({full_learned_d:.3f})"
     assert abs(masked_learned_d) < 0.1 * full_learned_d, (masked_learned_d, full_learned_d)
@@ -198,6 +204,28 @@ def test_prior_preservation_keeps_the_outside_closer_to_the_base(runs, data):
           f"inside: {change['A_masked'].abs()[ins].mean().item():.4f} / {change['A_prior'].abs()[ins].mean().item():.4f}")
     assert prior < 0.7 * plain, (plain, prior)
     assert along(change["A_prior"], data["c"], ins) > 0.25, "prior preservation stopped learning inside the mask"
+
+
+def test_the_same_seed_gives_the_same_lora_whatever_ran_before(server, runs, data, tmp_path):
+    """Native train() draws the LoRA's initial matrices from torch's global generator, which the
+    seven trainings of the runs fixture have moved on. WanMaskTrainLoRA seeds it from `seed`, so
+    training A_masked_short again in a new prompt gives the same model. The clip is loaded from a
+    copy, so ComfyUI cannot serve the node from its cache."""
+    change, _, _ = runs
+    copy = tmp_path / "A_copy.safetensors"
+    copy.write_bytes((data["dir"] / "A.safetensors").read_bytes())
+    g = Graph()
+    model, cond = tiny_t2v_model(g), zero_cond(g)
+    source = g.add("WanMaskTestLoad", path=str(copy))
+    trained = trainer(g, model, cond, source, True, SHORT)
+    for tag, m in (("base", model), ("again", g.add("LoraModelLoader", model=model, lora=trained[1],
+                                                      strength_model=1.0))):
+        x0 = g.add("WanMaskTestPredictX0", model=m, latent=source[2], positive=cond, sigmas=SIGMAS, seed=5)
+        g.add("WanMaskTestSave", path=str(tmp_path / f"{tag}.safetensors"), latent=x0)
+    server.run_ok(g.prompt, timeout=600)
+    again = load_file(str(tmp_path / "again.safetensors"))["samples"] - load_file(str(tmp_path / "base.safetensors"))["samples"]
+    assert float(change["A_masked_short"].abs().max()) > 0.1  # the LoRA did change the model
+    assert float((again - change["A_masked_short"]).abs().max()) < 1e-6
 
 
 # ---- errors before any training, and the weights node ------------------------------------------------
