@@ -467,7 +467,7 @@ def emb_type(g, node):
     return g.prompt[node.id]["class_type"]
 
 
-@pytest.mark.parametrize("name", ["i2v_first_last_keyframes", "vace_inpainting"])
+@pytest.mark.parametrize("name", ["i2v_first_last_keyframes", "vace_inpainting", "animate_long_video_chunks"])
 def test_example_workflow_is_a_valid_api_prompt(server, name):
     """Every node exists, every required input is given, links point at existing outputs of the right
     type, and widget values of this pack's nodes are accepted (model files are not checked)."""
