@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from masking.geometry import WAN21, WAN22
 from masking.latent_mask import (
-    SPATIAL_MODES, TEMPORAL_MODES, latent_mask_to_pixel, pixel_mask_to_latent, split_batch, validate_mask,
+    SPATIAL_MODES, TEMPORAL_MODES, latent_mask_to_pixel, pixel_mask_to_latent, validate_mask,
 )
 
 
