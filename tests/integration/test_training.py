@@ -12,7 +12,7 @@ What the tests pin down:
 * with background weight 0 and nothing else, the model's change outside the mask is as large as inside:
   the 'phantom limb' effect the musubi guide warns about. A LoRA on a random tiny model shares its
   weights (and ComfyUI's trainer its bias diffs) between all cells, so what it learns inside shows up
-  outside. We measured this with a dozen data designs (constant and zero-mean targets, object and
+  outside. We measured this with fourteen training designs (constant and zero-mean targets, object and
   background in separate channel subspaces, a base first fitted to the clip, LoRA on the block
   linears only, low and high noise): outside stayed at 0.6-1.5x inside every time;
 * prior preservation is the fix: with it the outside changes far less than the inside, and much less
