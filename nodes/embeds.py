@@ -227,7 +227,9 @@ class WanMaskTemporal:
 class WanMaskAnimateEmbeds:
     DESCRIPTION = ("Wan-Animate conditioning: reference, pose, face, and for character replacement a background "
                    "video with its character mask (both or neither). Each character-mask frame is packed into the "
-                   "slot of its own causal group. concat_mask: " + conventions.NATIVE_CONCAT_MASK + ".")
+                   "slot of its own causal group. concat_mask: " + conventions.NATIVE_CONCAT_MASK + ". Long videos "
+                   "by chunks: connect the previous chunk's decoded frames to continue_motion and its "
+                   "video_frame_offset output here, then drop trim_image frames from this chunk's decode.")
 
     @classmethod
     def INPUT_TYPES(cls):
