@@ -13,6 +13,14 @@ L, S = 17, 64  # 17 frames at 64x64 -> latent [1, 16, 5, 8, 8]
 T = 5
 
 
+def write_media(io_dir, items: dict) -> dict:
+    """Save each {name: {key: tensor}} for WanMaskTestLoad; returns {name: path}."""
+    paths = {name: str(io_dir / f"{name}.safetensors") for name in items}
+    for name, tensors in items.items():
+        save_file(tensors, paths[name])
+    return paths
+
+
 @pytest.fixture
 def media(io_dir):
     """A clip, a box control mask (binary, exact size) and single images, saved for WanMaskTestLoad."""
@@ -20,18 +28,14 @@ def media(io_dir):
     clip = torch.rand(L, S, S, 3, generator=g)
     box = torch.zeros(L, S, S)
     box[:, 16:48, 8:40] = 1.0
-    paths = {}
-    for name, d in {
+    return write_media(io_dir, {
         "clip": {"image": clip, "mask": box},
         "start1": {"image": clip[:1]},
         "start3": {"image": clip[:3]},
         "start5": {"image": clip[:5]},
         "end": {"image": torch.rand(1, S, S, 3, generator=g)},
         "ref": {"image": torch.rand(1, S, S, 3, generator=g)},
-    }.items():
-        paths[name] = str(io_dir / f"{name}.safetensors")
-        save_file(d, paths[name])
-    return paths
+    })
 
 
 def load(g, path):
@@ -248,12 +252,9 @@ def test_animate_continue_motion_and_frame_offset_match_native(server, io_dir):
     g0 = torch.Generator().manual_seed(9)
     src = 40
     mask = (torch.rand(src, 1, 1, generator=g0) > 0.5).float().expand(src, S, S).contiguous()
-    paths = {}
-    for name, d in {"drive": {"image": torch.rand(src, S, S, 3, generator=g0), "mask": mask},
-                    "face": {"image": torch.rand(src, 16, 16, 3, generator=g0)},
-                    "motion": {"image": torch.rand(7, S, S, 3, generator=g0)}}.items():
-        paths[name] = str(io_dir / f"{name}.safetensors")
-        save_file(d, paths[name])
+    paths = write_media(io_dir, {"drive": {"image": torch.rand(src, S, S, 3, generator=g0), "mask": mask},
+                                 "face": {"image": torch.rand(src, 16, 16, 3, generator=g0)},
+                                 "motion": {"image": torch.rand(7, S, S, 3, generator=g0)}})
     g = Graph()
     vae, cond = tiny_vae(g), zero_cond(g)
     drive, face, motion = (load(g, paths[k]) for k in ("drive", "face", "motion"))
@@ -398,17 +399,16 @@ def test_animate_chunk_sampled_on_the_tiny_animate_model(server, io_dir):
     9 frames and 1 step: the face motion encoder runs at its real size on 512x512 crops."""
     g0 = torch.Generator().manual_seed(3)
     src, length, t = 30, 9, 3
-    data = {"drive": {"image": torch.rand(src, S, S, 3, generator=g0), "mask": torch.ones(src, S, S)},
-            "pose2": {"image": torch.rand(src, S, S, 3, generator=g0)},
-            "face": {"image": torch.rand(src, 32, 32, 3, generator=g0)},
-            "face2": {"image": torch.rand(src, 32, 32, 3, generator=g0)},
-            "ref": {"image": torch.rand(1, S, S, 3, generator=g0)},
-            "motion": {"image": torch.rand(5, S, S, 3, generator=g0)}}
-    for name, d in data.items():
-        save_file(d, str(io_dir / f"{name}.safetensors"))
+    paths = write_media(io_dir, {
+        "drive": {"image": torch.rand(src, S, S, 3, generator=g0), "mask": torch.ones(src, S, S)},
+        "pose2": {"image": torch.rand(src, S, S, 3, generator=g0)},
+        "face": {"image": torch.rand(src, 32, 32, 3, generator=g0)},
+        "face2": {"image": torch.rand(src, 32, 32, 3, generator=g0)},
+        "ref": {"image": torch.rand(1, S, S, 3, generator=g0)},
+        "motion": {"image": torch.rand(5, S, S, 3, generator=g0)}})
     g = Graph()
     vae, cond, model = tiny_vae(g), zero_cond(g), tiny_t2v_model(g, "animate")
-    n = {name: load(g, str(io_dir / f"{name}.safetensors")) for name in data}
+    n = {name: load(g, path) for name, path in paths.items()}
 
     def chunk(tag, pose, face):
         emb = g.add("WanMaskAnimateEmbeds", positive=cond, negative=cond, vae=vae, width=S, height=S, length=length,

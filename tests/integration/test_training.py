@@ -91,6 +91,12 @@ def trainer(g, model, cond, source, masked, steps=SHORT, **settings):
                  gradient_checkpointing=False, existing_lora="[None]", **values, **extra)
 
 
+def predict_x0(g, model, latent_source, cond, path):
+    """Save the model's x0 prediction on the source latent (fixed sigmas and noise) to ``path``."""
+    x0 = g.add("WanMaskTestPredictX0", model=model, latent=latent_source[2], positive=cond, sigmas=SIGMAS, seed=5)
+    g.add("WanMaskTestSave", path=str(path), latent=x0)
+
+
 @pytest.fixture(scope="module")
 def runs(server, data, tmp_path_factory):
     """All trainings in one prompt; returns {tag: x0 change vs the base model}, the loss maps and the log."""
@@ -99,14 +105,11 @@ def runs(server, data, tmp_path_factory):
     model, cond = tiny_t2v_model(g), zero_cond(g)
     sources = {name: g.add("WanMaskTestLoad", path=str(data["dir"] / f"{name}.safetensors")) for name in "AB"}
 
-    def predict(m, tag):
-        x0 = g.add("WanMaskTestPredictX0", model=m, latent=sources["A"][2], positive=cond, sigmas=SIGMAS, seed=5)
-        g.add("WanMaskTestSave", path=str(out / f"{tag}.safetensors"), latent=x0)
-
-    predict(model, "base")
+    predict_x0(g, model, sources["A"], cond, out / "base.safetensors")
     for tag, (name, masked, settings, steps) in RUNS.items():
         trained = trainer(g, model, cond, sources[name], masked, steps, **settings)
-        predict(g.add("LoraModelLoader", model=model, lora=trained[1], strength_model=1.0), tag)
+        lora = g.add("LoraModelLoader", model=model, lora=trained[1], strength_model=1.0)
+        predict_x0(g, lora, sources["A"], cond, out / f"{tag}.safetensors")
         g.add("WanMaskTestSaveLoss", loss=trained[2], path=str(out / f"{tag}_loss.json"))
     server.run_ok(g.prompt, timeout=1500)
     base = load_file(str(out / "base.safetensors"))["samples"]
@@ -218,10 +221,9 @@ def test_the_same_seed_gives_the_same_lora_whatever_ran_before(server, runs, dat
     model, cond = tiny_t2v_model(g), zero_cond(g)
     source = g.add("WanMaskTestLoad", path=str(copy))
     trained = trainer(g, model, cond, source, True, SHORT)
-    for tag, m in (("base", model), ("again", g.add("LoraModelLoader", model=model, lora=trained[1],
-                                                      strength_model=1.0))):
-        x0 = g.add("WanMaskTestPredictX0", model=m, latent=source[2], positive=cond, sigmas=SIGMAS, seed=5)
-        g.add("WanMaskTestSave", path=str(tmp_path / f"{tag}.safetensors"), latent=x0)
+    predict_x0(g, model, source, cond, tmp_path / "base.safetensors")
+    lora = g.add("LoraModelLoader", model=model, lora=trained[1], strength_model=1.0)
+    predict_x0(g, lora, source, cond, tmp_path / "again.safetensors")
     server.run_ok(g.prompt, timeout=600)
     again = load_file(str(tmp_path / "again.safetensors"))["samples"] - load_file(str(tmp_path / "base.safetensors"))["samples"]
     assert float(change["A_masked_short"].abs().max()) > 0.1  # the LoRA did change the model
