@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import comfy.clip_vision
 import comfy.latent_formats
-import comfy.model_management
-import comfy.utils
 import node_helpers
 import nodes as comfy_nodes
 import torch
 
+from . import comfy_compat as compat
 from ..masking import conventions
 from ..masking.geometry import WAN21, geometry_for_channels
 from ..wan.animate import build_animate_embeds
@@ -46,16 +45,16 @@ class _Hooks:
     """Progress bar + interrupt check handed to the core as ``should_stop``."""
 
     def __init__(self, steps: int):
-        self.bar = comfy.utils.ProgressBar(steps)
+        self.bar = compat.progress_bar(steps)
 
     def __call__(self):
-        comfy.model_management.throw_exception_if_processing_interrupted()
+        compat.throw_if_interrupted()
         self.bar.update(1)
 
 
 def _encoder(vae):
     def encode(pixels: torch.Tensor) -> torch.Tensor:
-        comfy.model_management.throw_exception_if_processing_interrupted()
+        compat.throw_if_interrupted()
         return vae.encode(pixels)
     return encode
 
@@ -68,7 +67,7 @@ def _latent_mean(channels: int) -> torch.Tensor:
 
 def _empty_latent(batch_size, channels, frames, h, w):
     return {"samples": torch.zeros([batch_size, channels, frames, h, w],
-                                   device=comfy.model_management.intermediate_device())}
+                                   device=compat.intermediate_device())}
 
 
 def _set(positive, negative, values, negative_values=None, append=False):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 
-import comfy.utils
 import nodes as comfy_nodes
 
+from . import comfy_compat as compat
 from ..masking import conventions
 from ..masking.geometry import geometry_for_channels
 from ..masking.latent_mask import SPATIAL_MODES, TEMPORAL_MODES, pixel_mask_to_latent
@@ -84,7 +84,7 @@ class WanMaskPreview:
             log.warning("WanMaskPreview: the latent has no noise_mask, so the sampler regenerates everything.")
             noise_mask = latent.new_ones(1, 1, *latent.shape[2:])
         # Exactly what the native sampler does with the mask (an identity for WanMaskToLatent masks).
-        as_sampled = comfy.utils.reshape_mask(noise_mask.float(), latent.shape)[:, :1].cpu()
+        as_sampled = compat.native_noise_mask_as_sampled(noise_mask.float(), latent.shape)[:, :1].cpu()
         overlay, effective = effective_mask_preview(as_sampled, geometry, images, mask)
         ui = comfy_nodes.PreviewImage().save_images(overlay, filename_prefix="WanMaskPreview")["ui"]
         return {"ui": ui, "result": (overlay, effective)}

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import logging
 
-import comfy.model_base
-import comfy.patcher_extension
-import comfy.sampler_helpers
-
+from . import comfy_compat as compat
 from ..masking import conventions
 from ..masking.differential import MODES, DifferentialMask, check_settings, paste_kept, to_device
 from ..wan.validation import WanModelInfo, summarize_conds, validate_sampling
@@ -15,14 +12,12 @@ log = logging.getLogger("WanMasking")
 CATEGORY = "WanMasking/sampler"
 WRAPPER_KEY = "WanMaskSamplerPatch"
 
-_OUTER_ARGS = ("noise", "latent_image", "sampler", "sigmas", "denoise_mask", "callback", "disable_pbar", "seed")
-_OUTER_DEFAULTS = {"denoise_mask": None, "callback": None, "disable_pbar": False, "seed": None}
 
 
 def wan_model_info(model_patcher) -> WanModelInfo | None:
     """The numbers the checks need, or None when the model is not a Wan model."""
-    base = getattr(model_patcher, "model", None)
-    if not isinstance(base, comfy.model_base.WAN21):
+    base = compat.wan_base_model(model_patcher)
+    if base is None:
         return None
     dm = base.diffusion_model
     vace = getattr(dm, "vace_in_dim", None)
@@ -45,13 +40,14 @@ class _Patch:
         return self.mask_fn(sigma, denoise_mask, extra_options["sigmas"], ms.timestep, ms.sigma_min)
 
     def outer_sample(self, executor, *args, **kwargs):
-        bound = {**_OUTER_DEFAULTS, **dict(zip(_OUTER_ARGS, args)), **kwargs}
+        bound = compat.bind_outer_sample(args, kwargs)
         guider = executor.class_obj
         noise, latent, mask = bound["noise"], bound["latent_image"], bound.get("denoise_mask")
         if self.validate:
             info = wan_model_info(guider.model_patcher)
             if info is not None:
-                found = validate_sampling(info, tuple(noise.shape), None if mask is None else tuple(mask.shape),
+                raw = compat.raw_denoise_mask(guider, mask)  # as the user made it, before any resizing
+                found = validate_sampling(info, tuple(noise.shape), None if raw is None else tuple(raw.shape),
                                           summarize_conds(getattr(guider, "conds", {})))
                 for w in found.warnings:
                     log.warning("WanMaskSamplerPatch: %s", w)
@@ -61,11 +57,11 @@ class _Patch:
             mask = to_device(mask, guider.model_patcher.load_device, noise.dtype if noise.is_floating_point() else None)
             bound["denoise_mask"] = mask
         try:
-            out = executor(*(bound[k] for k in _OUTER_ARGS))
+            out = compat.call_outer_sample(executor, bound)
         finally:
             self.mask_fn.reset()
         if self.exact_keep and mask is not None and latent is not None:
-            prepared = comfy.sampler_helpers.prepare_mask(mask, noise.shape, out.device)
+            prepared = compat.prepare_mask(mask, noise.shape, out.device)
             out = paste_kept(out, latent, prepared)
         return out
 
@@ -110,18 +106,15 @@ class WanMaskSamplerPatch:
             log.warning("WanMaskSamplerPatch: %s is not a Wan model; passing it through unpatched.",
                         type(getattr(model, "model", model)).__name__)
             return (model,)
-        patched = model.clone()
         p = _Patch(differential, strength, exact_keep, validate)
-        if differential != "off":
-            if "denoise_mask_function" in patched.model_options:
-                log.warning("WanMaskSamplerPatch: replaces a denoise_mask_function set earlier in the graph "
-                            "(e.g. DifferentialDiffusion); use only one of them.")
-            # closures (not bound methods): ModelPatcher.clone deep-copies model_options.
-            patched.set_model_denoise_mask_function(
-                lambda sigma, denoise_mask, extra_options: p.denoise_mask_function(sigma, denoise_mask, extra_options))
-        patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY)
-        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY,
-                                     lambda executor, *a, **k: p.outer_sample(executor, *a, **k))
+        # closures (not bound methods): ModelPatcher.clone deep-copies model_options.
+        mask_fn = None if differential == "off" else \
+            (lambda sigma, denoise_mask, extra_options: p.denoise_mask_function(sigma, denoise_mask, extra_options))
+        patched, replaced = compat.install_sampler_patch(
+            model, WRAPPER_KEY, mask_fn, lambda executor, *a, **k: p.outer_sample(executor, *a, **k))
+        if replaced:
+            log.warning("WanMaskSamplerPatch: replaces a denoise_mask_function set earlier in the graph "
+                        "(e.g. DifferentialDiffusion); use only one of them.")
         return (patched,)
 
 

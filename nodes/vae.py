@@ -9,13 +9,10 @@ from __future__ import annotations
 import copy
 import logging
 
-import comfy.model_management as mm
-import comfy.model_patcher
-import comfy.sd
-import comfy.utils
 import folder_paths
 import torch
 
+from . import comfy_compat as compat
 from ..vae.base import DTYPES, WanVAEBase
 from ..vae.images import image_to_video, video_to_image
 from ..vae.loading import build_wan_vae
@@ -33,7 +30,7 @@ def _progress_callback():
 
     def progress(done, total):
         if done == 0 or "bar" not in state:
-            state["bar"] = comfy.utils.ProgressBar(total)
+            state["bar"] = compat.progress_bar(total)
         state["bar"].update_absolute(done, total)
 
     return progress
@@ -42,7 +39,7 @@ def _progress_callback():
 def _resolve(name: str, device: torch.device, for_decode: bool) -> torch.dtype:
     if name != "auto":
         return DTYPES[name]
-    if for_decode and device.type == "cuda" and mm.should_use_bf16(device):
+    if for_decode and device.type == "cuda" and compat.should_use_bf16(device):
         return torch.bfloat16
     return torch.float32
 
@@ -54,18 +51,9 @@ def attach_streaming_model(vae, model: WanVAEBase, decode_precision="auto", enco
     enc = _resolve(encode_precision, vae.device, False)
     model.set_precision(enc, dec)
     model.options = StreamOptions(offload=bool(cache_offload), progress=_progress_callback(),
-                                  check_interrupt=mm.throw_exception_if_processing_interrupted,
-                                  output_device=mm.intermediate_device())
-    native_dec, native_enc = vae.memory_used_decode, vae.memory_used_encode
-    vae.first_stage_model = model
-    vae.patcher = comfy.model_patcher.ModelPatcher(model, load_device=vae.device,
-                                                   offload_device=mm.vae_offload_device())
-    # Inputs reach the model in fp32 (lossless); the model casts each half to its own precision.
-    vae.vae_dtype = torch.float32
-    # Our modules are plain torch modules (no ComfyUI per-layer weight casting), so never load them partially.
-    vae.disable_offload = True
-    vae.memory_used_decode = lambda shape, dtype: native_dec(shape, dec)
-    vae.memory_used_encode = lambda shape, dtype: native_enc(shape, enc)
+                                  check_interrupt=compat.throw_if_interrupted,
+                                  output_device=compat.intermediate_device())
+    compat.wire_vae(vae, model, decode_dtype=dec, encode_dtype=enc)
     setattr(vae, _ATTR, vae)
     log.info("WanMasking VAE: %s, encode %s, decode %s, cache offload %s", type(model).__name__,
              str(enc).replace("torch.", ""), str(dec).replace("torch.", ""), bool(cache_offload))
@@ -126,11 +114,8 @@ class WanMaskVAELoader:
     CATEGORY = CATEGORY
 
     def load(self, vae_name, decode_precision, encode_precision, cache_offload):
-        path = folder_paths.get_full_path_or_raise("vae", vae_name)
-        sd, metadata = comfy.utils.load_torch_file(path, return_metadata=True)
+        sd, _, vae = compat.load_vae_file(vae_name)  # native attributes: ratios, latent format, devices
         model = build_wan_vae(sd, name=f"vae_name ({vae_name})")
-        vae = comfy.sd.VAE(sd=sd, metadata=metadata)  # native attributes: ratios, latent format, devices
-        vae.throw_exception_if_invalid()
         return (attach_streaming_model(vae, model, decode_precision, encode_precision, cache_offload),)
 
 
@@ -154,11 +139,10 @@ class WanMaskVAEDecode:
     def decode(self, samples, vae, tile_size, overlap, temporal_chunk):
         svae = streaming_vae(vae)
         z = samples["samples"]
-        mm.load_models_gpu([svae.patcher], memory_required=svae.memory_used_decode(z.shape, None),
-                           force_full_load=True)
+        compat.load_vae_for(svae, svae.memory_used_decode(z.shape, None))
         video = svae.first_stage_model.decode(z, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
                                               progress=_progress_callback(),
-                                              output_device=mm.intermediate_device())
+                                              output_device=compat.intermediate_device())
         return (video_to_image(video),)
 
 
@@ -186,11 +170,10 @@ class WanMaskVAEEncode:
     def encode(self, pixels, vae, tile_size, overlap, temporal_chunk, frame_count):
         svae = streaming_vae(vae)
         x = image_to_video(pixels)
-        mm.load_models_gpu([svae.patcher], memory_required=svae.memory_used_encode(x.shape, None),
-                           force_full_load=True)
+        compat.load_vae_for(svae, svae.memory_used_encode(x.shape, None))
         z = svae.first_stage_model.encode(x, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
                                           pad_frames=frame_count == "pad", progress=_progress_callback(),
-                                          output_device=mm.intermediate_device())
+                                          output_device=compat.intermediate_device())
         return ({"samples": z},)
 
 

@@ -1,0 +1,47 @@
+"""The compatibility boundary (nodes/comfy_compat.py) finds every ComfyUI internal it bridges, in the
+ComfyUI under test. When a new ComfyUI breaks the pack, this names the file and the feature."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMPAT = Path(__file__).resolve().parents[2] / "nodes" / "comfy_compat.py"
+
+
+@pytest.fixture(scope="module")
+def found(comfyui_path):
+    code = ("import importlib.util, json, sys\n"
+            "sys.argv = ['main.py', '--cpu']\n"
+            "sys.path.insert(0, '.')\n"
+            "import comfy.options; comfy.options.enable_args_parsing()\n"
+            f"spec = importlib.util.spec_from_file_location('wanmask_comfy_compat', {str(COMPAT)!r})\n"
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            "print('@@' + json.dumps(m.self_check()))\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=comfyui_path, capture_output=True, text=True, timeout=300)
+    line = next((ln for ln in run.stdout.splitlines() if ln.startswith("@@")), None)
+    assert line, f"self check did not run:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
+    return json.loads(line[2:])
+
+
+def test_every_bridged_internal_is_found(found):
+    missing = {k: v for k, v in found.items() if v != "ok"}
+    assert not missing, f"this ComfyUI breaks {COMPAT.name} ({COMPAT}): {missing}"
+    assert len(found) == 5
+
+
+def test_the_pack_loads_through_the_boundary_on_the_server(server):
+    info = server.get("/object_info/WanMaskTrainLoRA")["WanMaskTrainLoRA"]
+    native = server.get("/object_info/TrainLoraNode")["TrainLoraNode"]
+    ours = list(info["input_order"]["required"])
+    theirs = list(native["input_order"]["required"])
+    assert ours[:len(theirs)] == theirs, "WanMaskTrainLoRA must offer native's inputs first, in native's order"
+    assert ours[len(theirs):] == ["gamma", "min_weight", "prior_preservation_weight", "prior_mask_threshold",
+                                  "normalize_per_sample", "require_mask"]
+    assert "loss_mask" in info["input"]["optional"]
+    for name in theirs:
+        assert info["input"]["required"][name][0] == native["input"]["required"][name][0], name
+    assert info["output"] == ["MODEL", "LORA_MODEL", "LOSS_MAP", "INT"]
