@@ -1,0 +1,216 @@
+"""The masked-loss LoRA trainer behind WanMaskTrainLoRA, built by composition on ComfyUI's training
+building blocks (all reached through ``comfy_compat``): native adapters, optimizers, gradient
+checkpointing, training guider, bypass injection, seeded noise and sigma sampling.
+
+Only the sampler is ours: each step draws ``batch_size`` items, a sigma per item and noise as the
+native trainer does (indices and sigmas from a generator seeded with ``seed``, so runs repeat), and
+reduces the unreduced loss with the loss weights of the same items (masking/training.py). With
+prior preservation it runs a teacher pass with the trained adapters disabled. The weights travel
+inside the sampler object, never through ``denoise_mask`` (the guider would resize it and feed it
+to the model's extra conds).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from . import comfy_compat as compat
+from ..masking.mask_loss import MaskLossSettings
+from ..masking.training import elementwise_loss, masked_training_loss
+
+log = logging.getLogger("WanMasking")
+
+
+@dataclass
+class TrainOptions:
+    """The native trainer's options; those a version lacks keep their defaults (= 0.3.64 behaviour)."""
+    batch_size: int = 1
+    grad_accumulation_steps: int = 1
+    steps: int = 16
+    learning_rate: float = 5e-4
+    rank: int = 8
+    optimizer: str = "AdamW"
+    loss_function: str = "MSE"
+    seed: int = 0
+    training_dtype: str = "bf16"
+    lora_dtype: str = "bf16"
+    quantized_backward: bool = False
+    algorithm: str = "LoRA"
+    gradient_checkpointing: bool = True
+    checkpoint_depth: int = 1
+    offloading: bool = False
+    existing_lora: str = "[None]"
+    bucket_mode: bool = False
+    bypass_mode: bool = False
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return set(cls.__dataclass_fields__)
+
+
+class MaskedTrainSampler(compat.sampler_base()):
+    def __init__(self, loss_name: str, optimizer, *, weights: torch.Tensor, settings: MaskLossSettings,
+                 batch_size: int, grad_acc: int, total_steps: int, seed: int, training_dtype: torch.dtype,
+                 grad_scaler=None, bypass_injections=None, mp=None):
+        self.elementwise = elementwise_loss(loss_name)
+        self.optimizer = optimizer
+        self.weights = weights  # [N, 1, T, h, w], raw (gamma / floor applied in the reducer)
+        self.settings = settings
+        self.batch_size, self.grad_acc, self.total_steps, self.seed = batch_size, grad_acc, total_steps, seed
+        self.training_dtype = training_dtype
+        self.grad_scaler = grad_scaler
+        self.bypass_injections, self.mp = bypass_injections, mp
+        self.curves = {"loss": [], "target_loss": [], "prior_loss": []}
+        self.teacher_patched_modules = 0
+
+    @contextlib.contextmanager
+    def _teacher(self, model: torch.nn.Module):
+        """The base model: trained adapters dropped from the weight functions, bypass hooks ejected."""
+        for injection in self.bypass_injections or ():
+            injection.eject(self.mp)
+        try:
+            with compat.trained_adapters_disabled(model) as count:
+                self.teacher_patched_modules = count + len(self.bypass_injections or ())
+                yield
+        finally:
+            for injection in self.bypass_injections or ():
+                injection.inject(self.mp)
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        model_wrap.conds = compat.detach_conds(model_wrap.conds)
+        cond = model_wrap.conds["positive"]
+        n = sigmas.size(0)
+        sampling = model_wrap.inner_model.model_sampling
+        weights = self.weights.to(latent_image.device)
+        rng = torch.Generator().manual_seed(self.seed)
+        bar = compat.progress_bar(self.total_steps)
+        for step in range(self.total_steps):
+            compat.throw_if_interrupted()
+            idx = torch.randperm(n, generator=rng)[:self.batch_size].tolist()
+            x0 = latent_image[idx]
+            eps = compat.random_noise(self.seed + step * 1000, x0).to(x0.device)
+            batch_sigmas = torch.tensor([sampling.percent_to_sigma(torch.rand((1,), generator=rng).item())
+                                         for _ in idx], device=x0.device)
+            xt = sampling.noise_scaling(batch_sigmas, eps, x0, False)
+            target = sampling.noise_scaling(torch.zeros_like(batch_sigmas), torch.zeros_like(eps), x0, False)
+            model_wrap.conds["positive"] = [cond[i] for i in idx]
+            batch_args = compat.batch_extra_args(extra_args, idx, n)
+
+            teacher = None
+            if self.settings.uses_prior:
+                with torch.no_grad(), self._teacher(model_wrap.inner_model), \
+                        torch.autocast(xt.device.type, dtype=self.training_dtype):
+                    teacher = model_wrap(xt, batch_sigmas, **batch_args).detach()
+            with torch.autocast(xt.device.type, dtype=self.training_dtype):
+                prediction = model_wrap(xt, batch_sigmas, **batch_args)
+            loss, stats = masked_training_loss(prediction, target, weights[idx], self.settings,
+                                               self.elementwise, teacher)
+            scaled = loss / self.grad_acc
+            (self.grad_scaler.scale(scaled) if self.grad_scaler is not None else scaled).backward()
+            self.curves["loss"].append(loss.item())
+            self.curves["target_loss"].append(stats["target"])
+            self.curves["prior_loss"].append(stats["prior"])
+            if (step + 1) % self.grad_acc == 0:
+                self._optimizer_step()
+            bar.update(1)
+        return torch.zeros_like(latent_image)
+
+    def _optimizer_step(self):
+        if self.grad_scaler is not None:
+            self.grad_scaler.unscale_(self.optimizer)
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.data = p.grad.data.to(p.data.dtype)
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad()
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int):
+    """Native trainers initialize the LoRA matrices from torch's global generator, so one seed would
+    give different LoRAs depending on what ran before in the process. Seed the global generator for
+    the call; the previous state comes back afterwards."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _dtypes(opts: TrainOptions, mp) -> tuple[torch.dtype, torch.dtype, bool]:
+    """(training dtype, LoRA dtype, use a GradScaler), as native chooses them."""
+    lora_dtype = compat.string_to_dtype(opts.lora_dtype)
+    if opts.training_dtype != "none":
+        return compat.string_to_dtype(opts.training_dtype), lora_dtype, False
+    if mp.model.get_dtype() == torch.float16:
+        if compat.fp16_accumulation_enabled():
+            log.warning("WanMaskTrainLoRA: an fp16 model with --fast fp16_accumulation can be numerically unstable "
+                        "in training (NaN). Fix: training_dtype bf16, or drop fp16_accumulation.")
+        return torch.float16, lora_dtype, lora_dtype != torch.bfloat16
+    return torch.bfloat16, lora_dtype, False
+
+
+def train_masked_lora(model, latents: torch.Tensor, positive: list, weights: torch.Tensor,
+                      settings: MaskLossSettings, opts: TrainOptions):
+    """Train a LoRA with the masked loss. Returns (model with the LoRA, lora state dict, loss map,
+    total steps, the sampler used)."""
+    if opts.bucket_mode:
+        raise ValueError("bucket_mode: WanMaskTrainLoRA trains one batch of Wan video latents with one loss "
+                         "mask per item; resolution buckets (images of several sizes) are not supported. "
+                         "Fix: turn bucket_mode off, or use native Train LoRA for bucketed image sets.")
+    n = latents.shape[0]
+    if len(positive) == 1 and n > 1:
+        positive = positive * n
+    elif len(positive) != n:
+        raise ValueError(f"positive: {len(positive)} conditionings for {n} latent items. Fix: give one "
+                         "conditioning for all items, or one per item.")
+    with torch.inference_mode(False), seeded_global_rng(opts.seed):
+        mp = compat.clone_for_training(model)
+        dtype, lora_dtype, use_scaler = _dtypes(opts, mp)
+        if opts.training_dtype != "none":
+            mp.set_model_compute_dtype(dtype)
+        latents = latents.to(dtype)
+        mp.model.requires_grad_(False)
+        existing, existing_steps = compat.load_existing_lora(opts.existing_lora)
+        lora_sd, adapters, injections = compat.add_lora_adapters(mp, existing, opts.algorithm, lora_dtype,
+                                                                 opts.rank, bypass=opts.bypass_mode)
+        optimizer = compat.make_optimizer(opts.optimizer, lora_sd.values(), opts.learning_rate)
+        patched = []
+        if opts.gradient_checkpointing:
+            patched = compat.checkpointing_modules(mp.model.diffusion_model, opts.checkpoint_depth)
+            for m in patched:
+                compat.checkpoint_patch(m, offloading=opts.offloading)
+        try:
+            compat.load_for_training(mp, opts.offloading)
+            sampler = MaskedTrainSampler(
+                opts.loss_function, optimizer, weights=weights, settings=settings, batch_size=opts.batch_size,
+                grad_acc=opts.grad_accumulation_steps, total_steps=opts.steps * opts.grad_accumulation_steps,
+                seed=opts.seed, training_dtype=dtype,
+                grad_scaler=torch.amp.GradScaler() if use_scaler else None, bypass_injections=injections, mp=mp)
+            guider = compat.make_train_guider(mp, opts.offloading)
+            guider.set_conds(positive)
+            for injection in injections or ():
+                injection.inject(mp)
+            try:
+                with compat.training_state(opts.quantized_backward):
+                    guider.sample(compat.random_noise(opts.seed, latents), latents, sampler,
+                                  torch.tensor(range(n)), seed=opts.seed)
+            finally:
+                for injection in injections or ():
+                    injection.eject(mp)
+        finally:
+            for m in patched:
+                compat.checkpoint_unpatch(m)
+        lora_sd = {k: v.to(lora_dtype).detach() for k, v in lora_sd.items()}
+        for adapter in adapters:
+            adapter.requires_grad_(False)
+    return compat.load_lora_for_inference(model, lora_sd), lora_sd, dict(sampler.curves), \
+        opts.steps + existing_steps, sampler
