@@ -62,25 +62,26 @@ def to_api(workflow: dict, object_info_fn: Callable[[], dict]) -> dict:
 def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = None, comfyui: str | None = None,
                  overrides: list[str] = (), out_dir: str | os.PathLike | None = None,
                  on_event: Callable[[str, dict], None] | None = None, backend=None,
-                 comfy_args: list[str] = ()) -> RunResult:
+                 comfy_args: list[str] = (), timeout: float = 3600.0) -> RunResult:
     """Run a workflow (UI or API format, a path or a dict) and write its outputs to ``out_dir``.
 
     Exactly one of ``server`` (URL of a running ComfyUI), ``comfyui`` (path: embedded, in-process) or
     ``backend`` (an already-open backend) is used. Raises WorkflowError when validation or
-    execution fails.
+    execution fails, TimeoutError when it has not finished after ``timeout`` seconds, and
+    RuntimeError when embedded ComfyUI's worker thread died.
     """
     if backend is None:
         if (server is None) == (comfyui is None):
             raise ValueError("give exactly one of server=URL or comfyui=PATH")
         if server is not None:
             from .server_backend import ServerBackend
-            backend = ServerBackend(server)
+            backend = ServerBackend(server, timeout=timeout)
         else:
             from .embedded_backend import EmbeddedBackend
             backend = EmbeddedBackend.get(comfyui, comfy_args)
     wf = load_workflow(workflow) if not isinstance(workflow, dict) else json.loads(json.dumps(workflow))
     prompt = apply_overrides(to_api(wf, backend.object_info), list(overrides))
-    result = backend.run(prompt, prompt_id=str(uuid.uuid4()), on_event=on_event)
+    result = backend.run(prompt, prompt_id=str(uuid.uuid4()), on_event=on_event, timeout=timeout)
     if result.ok and out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Command line: ``python -m wanmask_runner WORKFLOW [options]`` (also the ``wanmask-run`` script).
 
-Exit codes: 0 success; 1 execution failed or was interrupted; 2 the workflow was refused
-(validation, unknown nodes, bad --set); 3 bad usage / ComfyUI not reachable.
+Exit codes: 0 success; 1 execution failed, was interrupted, timed out or ComfyUI's worker died;
+2 the workflow was refused (validation, unknown nodes, bad --set); 3 bad usage / ComfyUI not reachable.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs", help="folder for the workflow's output files (default: outputs)")
     p.add_argument("--comfy-arg", dest="comfy_args", action="append", default=[], metavar="ARG",
                    help="extra ComfyUI command-line argument for embedded mode (repeatable), e.g. --comfy-arg=--cpu")
+    p.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="give up (exit 1) when the workflow has not finished after this long (default 3600)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -36,16 +38,22 @@ def main(argv=None) -> int:
     try:
         result = run_workflow(args.workflow, server=args.server, comfyui=args.comfyui, overrides=args.overrides,
                               out_dir=args.out, on_event=None if args.quiet else ProgressPrinter(),
-                              comfy_args=args.comfy_args)
+                              comfy_args=args.comfy_args, timeout=args.timeout)
     except WorkflowError as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return 2 if e.result.status == "invalid" else 1
     except WorkflowFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TimeoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (OSError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except RuntimeError as e:  # e.g. ComfyUI's worker thread died (embedded mode)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     for f in result.files:
         print(f"wrote {f}")
     print(f"done: prompt {result.prompt_id}, {len(result.files)} file(s) in {args.out}")

@@ -1,13 +1,17 @@
 """Run prompts in-process: ComfyUI's own startup, queue and executor, without the HTTP server.
 
 ComfyUI's ``main.py`` is imported as a module (its documented way to integrate:
-``start_comfyui()`` returns the loop and the server object without serving HTTP). Prompts go
-through ``execution.validate_prompt`` and ComfyUI's prompt queue and worker thread, exactly as
-POST /prompt would put them; events that would go to the websocket are handed to a callback.
-ComfyUI can be started once per process, so :meth:`EmbeddedBackend.get` returns one instance.
+``start_comfyui()`` returns the loop and the server object without serving HTTP). Prompts are queued
+by the running server's own ``POST /prompt`` handler (called in-process, through the pack's
+compatibility module ``nodes/comfy_compat.py``), so validation, node replacements and the queue
+item's layout are that version's; ComfyUI's worker thread runs them. Events that would go to the
+websocket are handed to a callback. Every wait is bounded, and a dead worker thread is an error,
+never a hang. ComfyUI can be started once per process, so :meth:`EmbeddedBackend.get` returns one
+instance.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -21,6 +25,22 @@ from .server_backend import result_from_history
 
 log = logging.getLogger("wanmask_runner")
 REPO = Path(__file__).resolve().parents[1]
+COMPAT = REPO / "nodes" / "comfy_compat.py"
+
+
+def load_compat():
+    """The pack's compatibility module, loaded from its file (it imports nothing of the pack)."""
+    if not COMPAT.is_file():
+        raise RuntimeError(f"embedded mode needs the ComfyUI-WanMasking checkout ({COMPAT} is missing); "
+                           "run from the pack's folder, or use --server with a running ComfyUI")
+    spec = importlib.util.spec_from_file_location("wanmask_comfy_compat", COMPAT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class WorkerDied(RuntimeError):
+    """ComfyUI's prompt worker thread is gone: nothing queued will ever run."""
 
 
 class EmbeddedBackend:
@@ -54,6 +74,10 @@ class EmbeddedBackend:
         self._listeners: dict[str, callable] = {}
         self.loop, self.server, _ = comfy_main.start_comfyui()
         self.server.send_sync = self._send_sync  # events go to callbacks, not to a websocket
+        self.compat = load_compat()
+        self.worker = self.compat.prompt_worker_thread()
+        if self.worker is None:
+            log.warning("ComfyUI's prompt worker thread was not found: a crash of it is noticed only by the timeout")
 
     def _ensure_pack_loaded(self, folder_paths) -> None:
         """Load this pack even when the ComfyUI has it nowhere in custom_nodes (a linked folder)."""
@@ -72,21 +96,7 @@ class EmbeddedBackend:
                 cb(event, data)
 
     def object_info(self) -> dict:
-        import nodes
-        from comfy_api.internal import _ComfyNodeInternal
-
-        info = {}
-        for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
-            if issubclass(cls, _ComfyNodeInternal):
-                info[name] = cls.GET_NODE_INFO_V1()
-            else:
-                inputs = cls.INPUT_TYPES()
-                info[name] = {"input": inputs, "input_order": {k: list(v) for k, v in inputs.items()},
-                              "output": list(cls.RETURN_TYPES),
-                              "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
-                              "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
-                              "display_name": nodes.NODE_DISPLAY_NAME_MAPPINGS.get(name, name)}
-        return info
+        return self.compat.object_info()
 
     def read_output(self, ref: dict) -> bytes:
         import folder_paths
@@ -95,15 +105,16 @@ class EmbeddedBackend:
         return (Path(base) / ref.get("subfolder", "") / ref["filename"]).read_bytes()
 
     def interrupt(self) -> None:
-        import nodes
-        nodes.interrupt_processing()
+        self.compat.interrupt_processing()
+
+    def _check_worker(self, prompt_id: str) -> None:
+        if self.worker is not None and not self.worker.is_alive():
+            raise WorkerDied(f"ComfyUI's prompt worker thread died, so prompt {prompt_id} will never run; its "
+                             "traceback is in the log above. This ComfyUI may be newer than ComfyUI-WanMasking "
+                             f"knows ({COMPAT.name} bridges the versions it was tested with).")
 
     def run(self, prompt: dict, prompt_id: str, on_event=None, timeout: float = 3600.0) -> RunResult:
-        import execution
-
-        valid = self.loop.run_until_complete(execution.validate_prompt(prompt_id, prompt, None))
-        if not valid[0]:
-            return RunResult(prompt_id, False, "invalid", node_errors=valid[3], error=valid[1])
+        self._check_worker(prompt_id)
         done = threading.Event()
 
         def listener(event, data):
@@ -114,15 +125,20 @@ class EmbeddedBackend:
 
         self._listeners[prompt_id] = listener
         try:
+            code, body = self.compat.post_prompt(self.server, self.loop, {
+                "prompt": prompt, "prompt_id": prompt_id, "client_id": "embedded"})
+            if code != 200:
+                return RunResult(prompt_id, False, "invalid", node_errors=body.get("node_errors", {}),
+                                 error=body.get("error"))
+            prompt_id = body.get("prompt_id", prompt_id)
             queue = self.server.prompt_queue
-            queue.put((self.server.number, prompt_id, prompt, {"client_id": "embedded"}, valid[2]))
-            self.server.number += 1
-            deadline = time.time() + timeout
-            while time.time() < deadline:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
                 entry = queue.get_history(prompt_id=prompt_id).get(prompt_id)
                 if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
                     return result_from_history(prompt_id, entry)
+                self._check_worker(prompt_id)
                 done.wait(0.1)
-            raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout}s")
+            raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:.0f}s")
         finally:
             self._listeners.pop(prompt_id, None)

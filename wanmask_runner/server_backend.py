@@ -62,7 +62,7 @@ class ServerBackend:
         finally:
             ws.close()
 
-    def run(self, prompt: dict, prompt_id: str, on_event=None) -> RunResult:
+    def run(self, prompt: dict, prompt_id: str, on_event=None, timeout: float | None = None) -> RunResult:
         stop = threading.Event()
         listener = None
         if on_event is not None:
@@ -80,14 +80,15 @@ class ServerBackend:
                 return RunResult(prompt_id, False, "invalid", node_errors=err.get("node_errors", {}),
                                  error=err.get("error"))
             prompt_id = queued.get("prompt_id", prompt_id)
-            deadline = time.time() + self.timeout
-            while time.time() < deadline:
+            timeout = self.timeout if timeout is None else timeout
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
                 hist = json.loads(self._get(f"/history/{prompt_id}"))
                 entry = hist.get(prompt_id)
                 if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
                     return result_from_history(prompt_id, entry)
                 time.sleep(0.25)
-            raise TimeoutError(f"prompt {prompt_id} did not finish in {self.timeout}s")
+            raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:.0f}s")
         finally:
             stop.set()
             if listener is not None:

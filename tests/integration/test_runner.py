@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.examples import API_EXAMPLES, EXAMPLES, REPO, provide_media, tiny_example, write_tiny_example
+from tests.integration.examples import (
+    API_EXAMPLES, EXAMPLES, REPO, applies, for_this_comfyui, provide_media, tiny_example, write_tiny_example,
+)
 from wanmask_runner.demo import write_clip
 from wanmask_runner.demo_data import fast_motion_clip
 from wanmask_runner.workflow_format import check_against_object_info, ui_to_api
@@ -44,20 +46,46 @@ def embedded_args(server):
             "--comfy-arg=--database-url=sqlite:///:memory:", "--comfy-arg=--disable-api-nodes"]
 
 
+def skip_unless_for_this_comfyui(api_file, object_info):
+    if not applies(api_file, object_info):
+        pytest.skip(f"{api_file.name} is made for the other tested ComfyUI version (nodes missing here)")
+
+
+def test_every_comfyui_gets_every_example_scenario(object_info):
+    """Only the LoRA training example exists per version (its save node was renamed in 0.33)."""
+    ours = [p.stem for p in API_EXAMPLES if applies(p, object_info)]
+    assert len(ours) == len(API_EXAMPLES) - 1, ours
+    assert sum(name.startswith("masked_lora_training") for name in ours) == 1
+
+
 @pytest.mark.parametrize("api_file", API_EXAMPLES, ids=lambda p: p.stem)
 def test_example_validates_against_object_info(api_file, object_info):
+    skip_unless_for_this_comfyui(api_file, object_info)
     api = json.loads(api_file.read_text())
     assert check_against_object_info(api, object_info, check_choices=False) == []
+    mine = for_this_comfyui(api, object_info)
+    for nid, node in mine.items():   # every input present, none this ComfyUI lacks
+        spec = object_info[node["class_type"]]["input"]
+        assert set(spec.get("required", {})) <= set(node["inputs"]) or node["class_type"] == "SaveVideo", nid
     ui_file = EXAMPLES / api_file.name
     assert ui_file.exists(), f"no UI-format twin for {api_file.name}: run python -m wanmask_runner.ui_twins"
+    ui = json.loads(ui_file.read_text())
     def essentials(prompt):
         return {nid: (n["class_type"], n["inputs"]) for nid, n in prompt.items()}
-    assert essentials(ui_to_api(json.loads(ui_file.read_text()), object_info)) == essentials(api), "UI twin out of date"
+    assert essentials(ui_to_api(ui, object_info)) == essentials(mine), "UI twin out of date"
+    loaders = [n for n in ui["nodes"] if any(isinstance(v, str) and v.endswith(".safetensors")
+                                             for v in n.get("widgets_values") or [])]
+    assert loaders, "the example loads no model"
+    for n in loaders:   # download links, as the official templates carry them
+        models = n.get("properties", {}).get("models")
+        assert models and all(m["url"].startswith("https://") and m["directory"] and m["name"] in n["widgets_values"]
+                              for m in models), (n["id"], n["type"])
 
 
 @pytest.mark.parametrize("api_file", API_EXAMPLES, ids=lambda p: p.stem)
 @pytest.mark.parametrize("mode", ["server", "embedded"])
-def test_example_runs_end_to_end_through_the_runner(api_file, mode, server, tmp_path):
+def test_example_runs_end_to_end_through_the_runner(api_file, mode, server, tmp_path, object_info):
+    skip_unless_for_this_comfyui(api_file, object_info)
     workflow = write_tiny_example(api_file.stem, server, tmp_path)
     out = tmp_path / "out"
     where = ["--server", server.url] if mode == "server" else embedded_args(server)
@@ -101,3 +129,41 @@ def test_failing_workflow_exits_1_and_names_the_node(server, demo_inputs, tmp_pa
 def test_bad_set_syntax_exits_2(tmp_path, server):
     r = run_cli(tiny_t2v_file(tmp_path), "--server", server.url, "--set", "steps=4")
     assert r.returncode == 2 and "expected NODE.INPUT=VALUE" in r.stderr
+
+
+DEAD_WORKER_SCRIPT = r"""
+import sys, time
+from wanmask_runner.embedded_backend import EmbeddedBackend, WorkerDied
+from wanmask_runner.api import run_workflow
+backend = EmbeddedBackend.get(sys.argv[1], sys.argv[2:])
+assert backend.worker is not None and backend.worker.is_alive(), "the worker thread was not found"
+backend.server.prompt_queue.put(("not", "a queue item"))   # the worker dies on it (IndexError)
+backend.worker.join(30)
+start = time.monotonic()
+prompt = {"1": {"class_type": "WanMaskTemporal", "inputs": {"length": 5, "width": 8, "height": 8, "keep": "0-0"}},
+          "2": {"class_type": "MaskToImage", "inputs": {"mask": ["1", 0]}},
+          "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+try:
+    run_workflow(prompt, backend=backend, timeout=600)
+except WorkerDied as e:
+    print("WORKER_DIED", round(time.monotonic() - start, 1), e)
+"""
+
+
+def test_embedded_runner_reports_a_dead_worker_instead_of_hanging(server):
+    """ComfyUI's prompt worker thread can die (0.33's worker raised IndexError on the 5-tuple the runner
+    used to queue, and the runner then waited forever). The backend now notices, within seconds."""
+    args = [str(a).replace("--comfy-arg=", "") for a in embedded_args(server)[2:]]
+    r = subprocess.run([sys.executable, "-c", DEAD_WORKER_SCRIPT, str(server.comfy), *args], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("WORKER_DIED")), None)
+    assert line, (r.stdout + r.stderr)[-3000:]
+    assert float(line.split()[1]) < 10 and "prompt worker thread died" in line
+
+
+def test_embedded_runner_bounds_its_wait(server, demo_inputs, tmp_path):
+    """A run that outlasts --timeout ends with exit 1 and says so (the sampler takes longer than 1 s here)."""
+    r = run_cli(tiny_t2v_file(tmp_path), *embedded_args(server), "--out", tmp_path / "o", "--timeout", "1",
+                "--set", "KSampler.steps=50", timeout=600)
+    assert r.returncode == 1, (r.stdout + r.stderr)[-3000:]
+    assert "did not finish in 1s" in r.stderr
