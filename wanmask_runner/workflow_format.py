@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"  # a V3 combo whose chosen option brings its own inputs ("name.sub")
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", DYNAMIC_COMBO}
 SEED_NAMES = ("seed", "noise_seed")
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload")
 # UI nodes that are frontend-only and never reach the server.
@@ -27,7 +28,8 @@ def is_ui_format(workflow: dict) -> bool:
 
 def _input_specs(info: dict) -> list[tuple[str, str, dict]]:
     """[(name, type, options)] in declaration order: required, then optional. A COMBO's choices
-    are in ``options["options"]`` (V1 lists them as the type itself)."""
+    are in ``options["options"]`` (V1 lists them as the type itself). Hidden inputs (``hidden``
+    in their options) are listed too: they have no widget and no saved value."""
     specs = []
     order = info.get("input_order") or {k: list(v) for k, v in info.get("input", {}).items()}
     for section in ("required", "optional"):
@@ -43,6 +45,23 @@ def _input_specs(info: dict) -> list[tuple[str, str, dict]]:
     return specs
 
 
+def _option_specs(kind: str, opts: dict, value) -> list[tuple[str, str, dict]]:
+    """The inputs a dynamic combo's chosen option adds (none for other inputs or unknown choices)."""
+    if kind != DYNAMIC_COMBO:
+        return []
+    option = next((o for o in opts.get("options", []) if isinstance(o, dict) and o.get("key") == value), None)
+    return _input_specs({"input": option["inputs"]}) if option else []
+
+
+def widget_default(kind: str, opts: dict):
+    """The value the frontend gives a widget the saved workflow lacks: its default, else the first choice."""
+    if "default" in opts:
+        return opts["default"]
+    choices = opts.get("options") or []
+    first = choices[0] if choices else None
+    return first.get("key") if isinstance(first, dict) else first
+
+
 def is_widget(kind: str, opts: dict) -> bool:
     return kind in WIDGET_TYPES and not opts.get("forceInput", False)
 
@@ -53,15 +72,31 @@ def has_seed_control(name: str, kind: str, opts: dict) -> bool:
     return bool(opts.get("control_after_generate")) or (kind == "INT" and name in SEED_NAMES)
 
 
-def widget_names(info: dict) -> list[tuple[str, int]]:
-    """[(widget name, number of serialized values)]: a seed with control_after_generate and an
-    upload widget serialize one extra value each."""
-    out = []
-    for name, kind, opts in _input_specs(info):
-        if is_widget(kind, opts):
-            extra = 1 if has_seed_control(name, kind, opts) or any(opts.get(f) for f in UPLOAD_FLAGS) else 0
-            out.append((name, 1 + extra))
-    return out
+def serialized_count(name: str, kind: str, opts: dict) -> int:
+    """Values a widget takes in ``widgets_values``: a seed with control_after_generate and an upload
+    widget serialize one extra value each."""
+    return 2 if has_seed_control(name, kind, opts) or any(opts.get(f) for f in UPLOAD_FLAGS) else 1
+
+
+def read_widgets(specs, values: list, pos: int, inputs: dict, prefix: str = "") -> int:
+    """Fill ``inputs`` from positional ``widgets_values`` (from ``pos``; returns the next position).
+
+    A dynamic combo's value is followed by its chosen option's widgets, named ``combo.sub`` as
+    the frontend names them in the API prompt. Widgets the saved list lacks (added to the node
+    after the workflow was saved) get their defaults, as the frontend gives them; so do hidden
+    widget inputs, which take no saved value.
+    """
+    for name, kind, opts in specs:
+        if not is_widget(kind, opts):
+            continue
+        if opts.get("hidden"):
+            inputs[prefix + name] = widget_default(kind, opts)
+            continue
+        value = values[pos] if pos < len(values) else widget_default(kind, opts)
+        inputs[prefix + name] = value
+        pos += serialized_count(name, kind, opts)
+        pos = read_widgets(_option_specs(kind, opts, value), values, pos, inputs, f"{prefix}{name}.")
+    return pos
 
 
 def ui_to_api(ui: dict, object_info: dict) -> dict:
@@ -107,11 +142,8 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
         if isinstance(node.get("widgets_values"), dict):  # some nodes save a dict by name
             inputs.update(node["widgets_values"])
             values = []
-        pos = 0
-        for name, count in widget_names(info):
-            if pos < len(values):
-                inputs[name] = values[pos]
-            pos += count
+        if values or not isinstance(node.get("widgets_values"), dict):
+            read_widgets(_input_specs(info), values, 0, inputs)
         for inp in node.get("inputs", []):
             if inp.get("link") is not None:
                 src = source(inp["link"])
@@ -162,11 +194,10 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
         for name, kind, opts in _input_specs(info):
             value = node["inputs"].get(name)
             linked = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+            if opts.get("hidden") and not linked:
+                continue
             if is_widget(kind, opts):
-                default = opts.get("default", (opts.get("options") or [None])[0])
-                widgets.append(default if linked or value is None else value)
-                if has_seed_control(name, kind, opts):
-                    widgets.append("fixed")
+                widgets.extend(_write_widgets(name, kind, opts, node["inputs"], linked))
                 if not linked:
                     continue
             if not linked and value is not None:
@@ -197,6 +228,31 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
         })
     return {"last_node_id": max(ids.values(), default=0), "last_link_id": len(links), "nodes": ui_nodes,
             "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+def declared_input_names(info: dict, inputs: dict) -> set[str]:
+    """The input names a node of this type takes in this ComfyUI, given its values: every declared,
+    non-hidden input, plus the ``combo.sub`` inputs of the options its dynamic combos choose."""
+    names: set[str] = set()
+
+    def walk(specs, prefix):
+        for name, kind, opts in specs:
+            names.add(prefix + name)
+            walk(_option_specs(kind, opts, inputs.get(prefix + name)), f"{prefix}{name}.")
+
+    walk(_input_specs(info), "")
+    return names
+
+
+def _write_widgets(name: str, kind: str, opts: dict, inputs: dict, linked: bool = False, prefix: str = "") -> list:
+    """The ``widgets_values`` entries of one widget (and of a dynamic combo's chosen option)."""
+    value = inputs.get(prefix + name)
+    value = widget_default(kind, opts) if linked or value is None else value
+    out = [value] + (["fixed"] if has_seed_control(name, kind, opts) else [])
+    for sub, sub_kind, sub_opts in _option_specs(kind, opts, value):
+        if is_widget(sub_kind, sub_opts) and not sub_opts.get("hidden"):
+            out += _write_widgets(sub, sub_kind, sub_opts, inputs, prefix=f"{prefix}{name}.")
+    return out
 
 
 def parse_value(text: str) -> Any:

@@ -10,6 +10,8 @@ from PIL import Image
 from wanmask_runner.demo import write_clip
 from wanmask_runner.demo_data import fast_motion_clip
 from wanmask_runner.tiny import tiny_graph
+from wanmask_runner.ui_twins import example_applies
+from wanmask_runner.workflow_format import declared_input_names
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "example_workflows"
@@ -27,6 +29,26 @@ TINY_NODE_OVERRIDES = {"WanMaskTrainLoRA": {"steps": 2, "training_dtype": "fp32"
 # Per example: shorter clips / fewer steps where a model is slow on CPU (the tiny Wan-Animate model's
 # face motion encoder runs at its real size on 512x512 crops, every frame, every step).
 TINY_EXAMPLE_SHAPES = {"animate_long_video_chunks": {"frames": 9, "steps": 1}}
+
+
+def applies(api_file: Path, object_info: dict) -> bool:
+    """An example is for the ComfyUI versions that have all its node types (the LoRA training example
+    exists twice: SaveLoRA since 0.33, SaveLoRANode before)."""
+    return example_applies(json.loads(api_file.read_text()), object_info)
+
+
+def for_this_comfyui(prompt: dict, object_info: dict) -> dict:
+    """An API example as this ComfyUI's frontend writes it: the inputs its nodes declare here.
+
+    The examples carry the inputs of every tested version (0.3.64's SaveVideo ``codec``, 0.33's
+    ``format.codec`` and CreateVideo ``bit_depth``); ComfyUI ignores the ones its node lacks.
+    """
+    out = {}
+    for nid, node in prompt.items():
+        names = declared_input_names(object_info[node["class_type"]], node["inputs"])
+        out[nid] = {"class_type": node["class_type"],
+                    "inputs": {k: v for k, v in node["inputs"].items() if k in names}}
+    return out
 
 
 def tiny_example(name: str) -> dict:
