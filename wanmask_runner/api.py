@@ -5,7 +5,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable
 
 from .workflow_format import apply_overrides, is_ui_format, ui_to_api
@@ -17,6 +17,14 @@ class WorkflowError(RuntimeError):
     def __init__(self, message: str, result: "RunResult"):
         super().__init__(message)
         self.result = result
+
+
+class OutputPathError(WorkflowError):
+    """The workflow ran, but the server named output files that would land outside ``out_dir``
+    (absolute names, ``..``); those were refused, the others are in ``result.files``."""
+
+
+OUTPUT_KINDS = ("images", "gifs", "animated", "videos", "audio")
 
 
 @dataclass
@@ -43,6 +51,78 @@ class RunResult:
             lines.append(f"node {self.error.get('node_id')} ({self.error.get('node_type')}) failed: "
                          f"{self.error.get('exception_type', '')}: {self.error.get('exception_message', 'interrupted')}")
         return "\n".join(lines)
+
+
+def _parts(name: str) -> list[str] | None:
+    """The components of a server-given relative path (``/`` or ``\\`` separated, ``.`` and empty
+    parts dropped); None when it is absolute, has a drive, a ``..`` component or a control character."""
+    if not isinstance(name, str) or any(ord(c) < 32 for c in name):
+        return None
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive or PureWindowsPath(name).root:
+        return None
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    return None if ".." in parts else parts
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``stem_1.ext``, ``stem_2.ext``, ... : the first name that does not exist yet."""
+    n, candidate = 0, path
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+    return candidate
+
+
+def output_destination(out: Path, ref: dict) -> Path | str:
+    """Where an output file of the server goes under ``out``: ``out/subfolder/filename``, keeping
+    the server's subfolder. A string (the reason) when the name would leave ``out``."""
+    folder, name = _parts(ref.get("subfolder") or ""), _parts(ref.get("filename"))
+    if folder is None:
+        return f"subfolder {ref.get('subfolder')!r} is absolute or goes up with '..'"
+    if not name or len(name) != 1:
+        return f"file name {ref.get('filename')!r} is not a plain file name"
+    dest = out.joinpath(*folder, name[0])
+    root = out.resolve()
+    if root != dest.parent.resolve() and root not in dest.parent.resolve().parents:
+        return f"{dest.parent} resolves to {dest.parent.resolve()}, outside {root} (a link?)"
+    return dest
+
+
+def save_outputs(result: "RunResult", backend, out_dir, prompt: dict | None = None) -> list[str]:
+    """Write every output file of ``result`` under ``out_dir`` (appended to ``result.files``).
+
+    The server's subfolder is kept; a name that exists already (from an earlier run, another
+    subfolder's twin, a temp and an output file of one name) gets ``_1``, ``_2``, ... : nothing is
+    overwritten. Names that would land outside ``out_dir`` are refused: returns one line for each,
+    naming the node (its id and, from ``prompt``, its title) and the file.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    refused = []
+    for node_id, node_outputs in result.outputs.items():
+        for key in OUTPUT_KINDS:
+            refs = node_outputs.get(key) if isinstance(node_outputs, dict) else None
+            for ref in refs if isinstance(refs, list) else []:
+                if not (isinstance(ref, dict) and "filename" in ref):
+                    continue
+                dest = output_destination(out, ref)
+                if isinstance(dest, str):
+                    title = ((prompt or {}).get(node_id) or {}).get("_meta", {}).get("title")
+                    refused.append(f"  node {node_id}{f' ({title!r})' if title else ''}: {key} file {ref.get('filename')!r} "
+                                   f"(subfolder {ref.get('subfolder', '')!r}): {dest}")
+                    continue
+                data = backend.read_output(ref)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                while True:
+                    dest = _unused(dest)
+                    try:
+                        with open(dest, "xb") as f:  # exclusive: never replaces a file
+                            f.write(data)
+                        break
+                    except FileExistsError:
+                        continue
+                result.files.append(dest)
+    return refused
 
 
 def load_workflow(path: str | os.PathLike) -> dict:
@@ -83,15 +163,10 @@ def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = Non
     prompt = apply_overrides(to_api(wf, backend.object_info), list(overrides))
     result = backend.run(prompt, prompt_id=str(uuid.uuid4()), on_event=on_event, timeout=timeout)
     if result.ok and out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for node_outputs in result.outputs.values():
-            for key in ("images", "gifs", "animated", "videos", "audio"):
-                for ref in node_outputs.get(key, []) if isinstance(node_outputs.get(key), list) else []:
-                    if isinstance(ref, dict) and "filename" in ref:
-                        dest = out / ref["filename"]
-                        dest.write_bytes(backend.read_output(ref))
-                        result.files.append(dest)
+        refused = save_outputs(result, backend, out_dir, prompt)
+        if refused:
+            raise OutputPathError("the server named output files outside --out; they were not written:\n"
+                                  + "\n".join(refused), result)
     if not result.ok:
         raise WorkflowError(f"workflow {result.status}:\n{result.describe()}", result)
     return result

@@ -1,6 +1,7 @@
 """Command line: ``python -m wanmask_runner WORKFLOW [options]`` (also the ``wanmask-run`` script).
 
-Exit codes: 0 success; 1 execution failed, was interrupted, timed out or ComfyUI's worker died;
+Exit codes: 0 success; 1 execution failed, was interrupted, timed out, ComfyUI's worker died or the server named
+an output file outside --out (refused; the others were written);
 2 the workflow was refused (validation, unknown nodes, bad --set); 3 bad usage / ComfyUI not reachable.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from .api import WorkflowError, run_workflow
+from .api import OutputPathError, WorkflowError, run_workflow
 from .progress import ProgressPrinter
 from .workflow_format import WorkflowFormatError
 
@@ -39,6 +40,11 @@ def main(argv=None) -> int:
         result = run_workflow(args.workflow, server=args.server, comfyui=args.comfyui, overrides=args.overrides,
                               out_dir=args.out, on_event=None if args.quiet else ProgressPrinter(),
                               comfy_args=args.comfy_args, timeout=args.timeout)
+    except OutputPathError as e:  # the run succeeded; the files with safe names were written
+        for f in e.result.files:
+            print(f"wrote {f}")
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 1
     except WorkflowError as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return 2 if e.result.status == "invalid" else 1

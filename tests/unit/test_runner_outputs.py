@@ -1,0 +1,158 @@
+"""Output files land under --out and nowhere else, and none is lost: the runner against a stub
+ComfyUI server on 127.0.0.1 whose /history names hostile and colliding output files."""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from wanmask_runner import cli
+from wanmask_runner.api import OutputPathError, output_destination, run_workflow
+
+OBJECT_INFO = {"Save": {"input": {"required": {"prefix": ("STRING", {"default": "x"})}},
+                        "input_order": {"required": ["prefix"]}, "output": [], "output_name": [],
+                        "output_node": True}}
+PROMPT = {"9": {"class_type": "Save", "inputs": {"prefix": "p"}, "_meta": {"title": "My Saver"}}}
+
+
+class Stub:
+    """A ComfyUI that answers /object_info, /prompt, /history/<id> and /view (its content names the file)."""
+
+    def __init__(self, outputs: dict):
+        self.outputs, self.prompts, self.views = outputs, [], []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, body: bytes, code=200, kind="application/json"):
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                url = urllib.parse.urlparse(self.path)
+                if url.path == "/object_info":
+                    return self._send(json.dumps(OBJECT_INFO).encode())
+                if url.path.startswith("/history/"):
+                    pid = url.path.rsplit("/", 1)[1]
+                    entry = {"status": {"status_str": "success", "completed": True, "messages": []},
+                             "outputs": stub.outputs}
+                    return self._send(json.dumps({pid: entry} if pid in stub.prompts else {}).encode())
+                if url.path == "/view":
+                    q = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+                    stub.views.append(q)
+                    ref = "|".join(q[k][0] for k in ("type", "subfolder", "filename"))
+                    return self._send(ref.encode(), kind="application/octet-stream")
+                self._send(b"{}", 404)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path != "/prompt":
+                    return self._send(b"{}", 404)
+                stub.prompts.append(body["prompt_id"])
+                self._send(json.dumps({"prompt_id": body["prompt_id"], "number": 0, "node_errors": {}}).encode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.timeout = 5
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def ref(filename, subfolder="", kind="output"):
+    return {"filename": filename, "subfolder": subfolder, "type": kind}
+
+
+def files_under(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+def test_subfolders_are_kept_and_colliding_names_are_suffixed(tmp_path):
+    outputs = {"9": {"images": [ref("ok.png", "a"), ref("ok.png", "b"), ref("ok.png", "a", "temp"),
+                                ref("top.png"), ref("deep.png", "x/./y//z")]}}
+    out = tmp_path / "out"
+    with Stub(outputs) as stub:
+        result = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
+        assert files_under(out) == ["a/ok.png", "a/ok_1.png", "b/ok.png", "top.png", "x/y/z/deep.png"]
+        assert (out / "a" / "ok.png").read_bytes() == b"output|a|ok.png"
+        assert (out / "a" / "ok_1.png").read_bytes() == b"temp|a|ok.png"
+        assert (out / "b" / "ok.png").read_bytes() == b"output|b|ok.png"
+        assert sorted(result.files) == sorted(p for p in out.rglob("*") if p.is_file())
+        # the server is asked for the file by its own name, subfolder and type
+        assert {"filename": ["deep.png"], "subfolder": ["x/./y//z"], "type": ["output"]} in stub.views
+        # a second run into the same folder overwrites nothing
+        (out / "top.png").write_bytes(b"mine")
+        again = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
+    assert (out / "top.png").read_bytes() == b"mine"
+    assert (out / "top_1.png").read_bytes() == b"output||top.png"
+    assert (out / "a" / "ok_2.png").exists() and (out / "a" / "ok_3.png").exists()
+    assert len(again.files) == 5 and len(files_under(out)) == 10
+
+
+HOSTILE = [
+    ("../escape.png", ""), ("ok.png", "../.."), ("ok.png", "a/../../b"), ("sub/../x.png", ""),
+    ("x.png", "/tmp"), ("C:\\evil.png", ""), ("evil.png", "C:\\Windows"), ("..\\..\\evil.png", ""),
+    ("", ""), ("..", ""), ("a\x00b.png", ""), ("x.png", "\\\\host\\share"),
+]
+
+
+@pytest.mark.parametrize("filename,subfolder", HOSTILE)
+def test_names_that_would_leave_out_are_refused(tmp_path, filename, subfolder):
+    assert isinstance(output_destination(tmp_path / "out", ref(filename, subfolder)), str)
+
+
+def test_a_hostile_history_entry_writes_nothing_outside_out_and_names_node_and_file(tmp_path):
+    victim = tmp_path / "abs.png"
+    outputs = {"9": {"images": [ref("../escape.png"), ref(str(victim)), ref("good.png", "sub")]},
+               "12:5": {"videos": [ref("v.mp4", "../../../")]}}
+    out = tmp_path / "deep" / "out"
+    with Stub(outputs) as stub:
+        with pytest.raises(OutputPathError) as err:
+            run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
+    msg = str(err.value)
+    assert "node 9 ('My Saver'): images file '../escape.png'" in msg
+    assert f"node 9 ('My Saver'): images file {str(victim)!r}" in msg
+    assert "node 12:5: videos file 'v.mp4' (subfolder '../../../')" in msg
+    assert files_under(tmp_path) == ["deep/out/sub/good.png"]  # the safe one is not lost
+    assert err.value.result.files == [out / "sub" / "good.png"]
+    assert not victim.exists()
+
+
+def test_a_subfolder_that_is_a_link_out_of_out_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "link").symlink_to(outside, target_is_directory=True)
+    with Stub({"3": {"images": [ref("x.png", "link")]}}) as stub:
+        with pytest.raises(OutputPathError, match=r"node 3: images file 'x.png' \(subfolder 'link'\).*outside"):
+            run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
+    assert list(outside.iterdir()) == []
+
+
+def test_cli_reports_written_and_refused_files_and_exits_1(tmp_path, capsys):
+    workflow = tmp_path / "wf.json"
+    workflow.write_text(json.dumps(PROMPT))
+    out = tmp_path / "out"
+    with Stub({"9": {"images": [ref("/etc/passwd"), ref("fine.png")]}}) as stub:
+        code = cli.main([str(workflow), "--server", stub.url, "--out", str(out), "--quiet", "--timeout", "20"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"wrote {out / 'fine.png'}" in captured.out
+    assert "images file '/etc/passwd'" in captured.err and "not written" in captured.err
+    assert files_under(out) == ["fine.png"]
