@@ -13,8 +13,8 @@ Tested against ComfyUI 0.3.64 and 0.33.0. Known differences it bridges:
 * the guider resizes the noise mask to the latent before (0.33) or inside (0.3.64) the OUTER_SAMPLE
   wrappers: :func:`raw_denoise_mask` gives the sampler patch the mask as the user made it.
 * ``TrainLoraNode``: a V1 node with ``train()`` (0.3.64) or a V3 ``io.ComfyNode`` with list inputs,
-  bucket and bypass modes (0.33). This pack's trainer is its own sampler on native building blocks
-  (:class:`LoraTraining`); the node's inputs mirror the native node of the running version.
+  bucket and bypass modes (0.33). This pack's trainer (nodes/lora_trainer.py) is its own sampler on
+  the native building blocks below; the node's inputs mirror the native node of the running version.
 
 Nothing here imports this pack (the runner loads this file on its own), and no ComfyUI module is
 imported before it is needed, so the file can be loaded before ComfyUI has parsed its arguments.
@@ -229,13 +229,9 @@ def load_vae_file(name: str):
     return sd, metadata, vae
 
 
-def wire_vae(vae, model: torch.nn.Module, decode_dtype: torch.dtype, encode_dtype: torch.dtype,
-             memory_decode: Callable | None = None, memory_encode: Callable | None = None):
+def wire_vae(vae, model: torch.nn.Module, decode_dtype: torch.dtype, encode_dtype: torch.dtype):
     """Make the comfy.sd.VAE ``vae`` run ``model`` for every encode/decode, managed by a ModelPatcher.
-
-    ``memory_decode(shape) / memory_encode(shape)`` (bytes), when given, replace ComfyUI's estimates;
-    otherwise native's estimate is kept, evaluated at the model's precision.
-    """
+    ComfyUI's memory estimates stay native's, evaluated at the model's own precisions."""
     import comfy.model_management as mm
     import comfy.model_patcher
     native_dec, native_enc = vae.memory_used_decode, vae.memory_used_encode
@@ -245,10 +241,8 @@ def wire_vae(vae, model: torch.nn.Module, decode_dtype: torch.dtype, encode_dtyp
     vae.vae_dtype = torch.float32
     # Plain torch modules (no per-layer weight casting): never load them partially.
     vae.disable_offload = True
-    vae.memory_used_decode = (lambda shape, dtype: memory_decode(shape)) if memory_decode else \
-        (lambda shape, dtype: native_dec(shape, decode_dtype))
-    vae.memory_used_encode = (lambda shape, dtype: memory_encode(shape)) if memory_encode else \
-        (lambda shape, dtype: native_enc(shape, encode_dtype))
+    vae.memory_used_decode = lambda shape, dtype: native_dec(shape, decode_dtype)
+    vae.memory_used_encode = lambda shape, dtype: native_enc(shape, encode_dtype)
     return vae
 
 
@@ -256,11 +250,6 @@ def load_vae_for(vae, memory_required: float) -> None:
     """Load the VAE's patcher fully on its device (ComfyUI frees what it needs for ``memory_required``)."""
     import comfy.model_management as mm
     mm.load_models_gpu([vae.patcher], memory_required=memory_required, force_full_load=True)
-
-
-def vae_offload_device():
-    import comfy.model_management as mm
-    return mm.vae_offload_device()
 
 
 # ============================================================================================
@@ -289,12 +278,6 @@ def native_trainer_inputs() -> dict:
 def native_trainer_takes_lists() -> bool:
     """True where native Train LoRA receives every input as a list (0.33's ``is_input_list``)."""
     return bool(getattr(_native_train().TrainLoraNode, "INPUT_IS_LIST", False))
-
-
-def trainer_feature_names() -> set[str]:
-    """Names of the native trainer's inputs in this version (the options :class:`LoraTraining` honours)."""
-    inputs = native_trainer_inputs()
-    return {name for section in inputs.values() for name in section}
 
 
 def string_to_dtype(name: str) -> torch.dtype:

@@ -13,7 +13,6 @@ CATEGORY = "WanMasking/sampler"
 WRAPPER_KEY = "WanMaskSamplerPatch"
 
 
-
 def wan_model_info(model_patcher) -> WanModelInfo | None:
     """The numbers the checks need, or None when the model is not a Wan model."""
     base = compat.wan_base_model(model_patcher)
