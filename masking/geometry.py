@@ -116,6 +116,20 @@ class VaeGeometry:
         reps[dim] = self.time_stride - 1
         return torch.cat([first.repeat(*reps), x], dim=dim)
 
+    def causal_groups(self, x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Split F = 1+4(T-1) pixel frames along ``dim`` into the causal groups, as views (no copy).
+
+        Returns ``(first, rest)``: ``first`` is frame 0 alone, [..., 1, ...] (latent 0's group);
+        ``rest`` is frames 1..F-1 as [..., T-1, 4, ...], where ``rest[..., t-1, c, ...]`` is the c-th
+        frame of latent t's group, ``frame_group(t)[c]``. Raises when F is not of the form 1+4k.
+        """
+        dim = dim % x.dim()
+        f = x.shape[dim]
+        if not self.is_exact_pixel_count(f):
+            raise ValueError(f"causal groups need 1+{self.time_stride}k frames along dim {dim}, got {f}")
+        rest = x.narrow(dim, 1, f - 1).unflatten(dim, (self.latent_frames(f) - 1, self.time_stride))
+        return x.narrow(dim, 0, 1), rest
+
     def resolve_frames(self, mask_frames: int, latent_frames: int, input_name: str) -> FrameLayout:
         """Classify a mask's frame count against a latent with T frames, or raise.
 

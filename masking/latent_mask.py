@@ -57,9 +57,23 @@ def split_batch(mask: torch.Tensor, batch: int, latent_frames: int, geometry: Va
     return mask.unsqueeze(0), layout
 
 
+_GROUP_REDUCERS = {"max": torch.amax, "mean": torch.mean, "min": torch.amin}
+"""Temporal reducers over the frames of one causal group (element-wise over whole planes)."""
+
+_BLOCK_REDUCERS = {"max": torch.amax, "area": torch.mean, "min": torch.amin}
+"""Spatial reducers that, when the cells are whole pixel blocks, are block reductions."""
+
+CHUNK_PIXELS = 1 << 22
+"""Group-reduced pixels per chunk (16 MiB of float32 scratch, reused): a 720p clip goes 4 latent
+frames at a time, so the scratch stays small and no full-size intermediate is ever made."""
+
+
 def reduce_time(x: torch.Tensor, latent_frames: int, layout: FrameLayout, mode: str,
                 geometry: VaeGeometry) -> torch.Tensor:
-    """[B, Fm, H, W] -> [B, T, H, W] with the causal grouping (or native trilinear)."""
+    """[B, Fm, H, W] -> [B, T, H, W] with the causal grouping (or native trilinear).
+
+    Full resolution; :func:`pixel_mask_to_latent` reduces chunk by chunk instead (same numbers).
+    """
     if mode not in TEMPORAL_MODES:
         raise ValueError(f"temporal: unknown mode {mode!r}; choose one of {', '.join(TEMPORAL_MODES)}.")
     if mode == "trilinear":
@@ -69,12 +83,48 @@ def reduce_time(x: torch.Tensor, latent_frames: int, layout: FrameLayout, mode: 
         return x.expand(-1, latent_frames, -1, -1)
     if layout is FrameLayout.LATENT:
         return x
-    slots = geometry.frames_to_slots(x, dim=1)  # [B, 4T, H, W]
-    return einops.reduce(slots, "b (t s) h w -> b t h w", mode, s=geometry.time_stride)
+    first, rest = geometry.causal_groups(x, dim=1)  # [B, 1, H, W], [B, T-1, 4, H, W]
+    # Latent 0's group is frame 0 alone: its max, min and mean are frame 0 itself.
+    return torch.cat([first, _GROUP_REDUCERS[mode](rest, dim=2)], dim=1)
+
+
+def _block_reduce(x: torch.Tensor, size: tuple[int, int], mode: str,
+                  out: torch.Tensor | None = None) -> torch.Tensor | None:
+    """[..., H, W] -> [..., h, w] when every cell is a whole (H/h) x (W/w) block, else None.
+
+    Reduces the block's rows first (over an outer axis: contiguous rows, one read of ``x``), then
+    its columns on the 1/(H/h) result (into ``out`` when given). These are the windows adaptive
+    pooling uses when h divides H and w divides W, so max and min are bit-identical to it and
+    area equal to rounding.
+    """
+    (h, w), (hm, wm) = size, x.shape[-2:]
+    if mode not in _BLOCK_REDUCERS or hm % h or wm % w:
+        return None
+    op = _BLOCK_REDUCERS[mode]
+    rows = op(x.reshape(-1, h, hm // h, wm), dim=2)  # [N, h, W]
+    cells = rows.view(*x.shape[:-2], h, w, wm // w)
+    return op(cells, dim=-1) if out is None else op(cells, dim=-1, out=out)
+
+
+def _nearest_pixels(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[..., H, W] -> [..., h, w]: the pixels ``nearest-exact`` interpolation picks, without the
+    contiguous copy of its whole input that torch's kernel makes for many channels. The rows and
+    columns are found by interpolating their own indices, so they are torch's exactly."""
+    picks = []
+    for n, m in zip(x.shape[-2:], size):
+        index = torch.arange(n, dtype=torch.float32, device=x.device).view(1, 1, n)
+        picks.append(F.interpolate(index, size=m, mode="nearest-exact").view(m).long())
+    return x[..., picks[0][:, None], picks[1]]
 
 
 def reduce_space(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """[B, T, H, W] -> [B, T, h, w] with torch's pooling / interpolation."""
+    """[B, T, H, W] -> [B, T, h, w] with torch's pooling / interpolation (as block reductions when
+    the cells are whole pixel blocks, see :func:`_block_reduce`)."""
+    if mode not in SPATIAL_MODES:
+        raise ValueError(f"spatial: unknown mode {mode!r}; choose one of {', '.join(SPATIAL_MODES)}.")
+    blocks = _block_reduce(x, size, mode)
+    if blocks is not None:
+        return blocks
     if mode == "max":
         return F.adaptive_max_pool2d(x, size)
     if mode == "area":
@@ -82,10 +132,67 @@ def reduce_space(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Ten
     if mode == "min":
         return -F.adaptive_max_pool2d(-x, size)
     if mode == "nearest":
-        return F.interpolate(x, size=size, mode="nearest-exact")
-    if mode == "bilinear":
-        return F.interpolate(x, size=size, mode="bilinear")
-    raise ValueError(f"spatial: unknown mode {mode!r}; choose one of {', '.join(SPATIAL_MODES)}.")
+        return _nearest_pixels(x, size)
+    return F.interpolate(x, size=size, mode="bilinear")
+
+
+def _reduce_space_into(x: torch.Tensor, size: tuple[int, int], mode: str, target: torch.Tensor) -> None:
+    """:func:`reduce_space` of frames [n, H, W], written into ``target`` [n, h, w]."""
+    if _block_reduce(x, size, mode, out=target) is None:
+        target.copy_(reduce_space(x.unsqueeze(0), size, mode)[0])
+
+
+def reduce_mask(x: torch.Tensor, latent_frames: int, layout: FrameLayout, temporal: str, spatial: str,
+                size: tuple[int, int], geometry: VaeGeometry) -> torch.Tensor:
+    """[B, Fm, H, W] -> [B, T, h, w]: :func:`reduce_time`, then :func:`reduce_space`, with the same
+    numbers but without the full-resolution [B, T, H, W] intermediate.
+
+    Each causal group is reduced over its frames (element-wise over whole planes), a few latent
+    frames at a time into one reused scratch buffer, and each chunk is then reduced in space.
+    ``nearest`` picks one pixel per cell whatever the values, so it is applied first (exactly the
+    same result, on 1/64 of the data). ``trilinear`` keeps the full-resolution path.
+    """
+    if temporal not in TEMPORAL_MODES:
+        raise ValueError(f"temporal: unknown mode {temporal!r}; choose one of {', '.join(TEMPORAL_MODES)}.")
+    if spatial not in SPATIAL_MODES:
+        raise ValueError(f"spatial: unknown mode {spatial!r}; choose one of {', '.join(SPATIAL_MODES)}.")
+    if temporal == "trilinear" or (x.requires_grad and torch.is_grad_enabled()):
+        # (the chunks below write with out=, which autograd refuses)
+        return reduce_space(reduce_time(x, latent_frames, layout, temporal, geometry), size, spatial)
+    if spatial == "nearest":
+        x = reduce_space(x, size, spatial)  # then an identity below, at [B, Fm, h, w]
+    if layout is FrameLayout.BROADCAST:
+        return reduce_space(x, size, spatial).expand(-1, latent_frames, -1, -1)
+    hm, wm = x.shape[-2:]
+    out = x.new_empty(x.shape[0], latent_frames, *size)
+    scratch = None
+    for b, sample in enumerate(x):  # [Fm, H, W]
+        if layout is FrameLayout.LATENT:
+            done, rest = 0, sample.unsqueeze(1)  # every latent frame is a group of one frame
+        else:
+            first, rest = geometry.causal_groups(sample, dim=0)  # [1, H, W], [T-1, 4, H, W]
+            # Latent 0's group is frame 0 alone: its max, min and mean are frame 0 itself.
+            _reduce_space_into(first, size, spatial, out[b, :1])
+            done = 1
+        k = rest.shape[1]
+        # A mean sums the group here and divides the small result by k at the end, one pass less
+        # over the scratch. With k = 4 that gives the numbers of dividing first: scaling by a power
+        # of two is exact, and every spatial reducer either picks values or is linear.
+        reducer = torch.sum if temporal == "mean" else _GROUP_REDUCERS[temporal]
+        step = max(1, CHUNK_PIXELS // (hm * wm))
+        for c0 in range(0, rest.shape[0], step):
+            groups = rest[c0:c0 + step]  # [n, k, H, W]
+            n = groups.shape[0]
+            if k == 1:
+                reduced = groups[:, 0]
+            else:
+                if scratch is None:
+                    scratch = x.new_empty(min(step, rest.shape[0]) * hm * wm)
+                reduced = reducer(groups, dim=1, out=scratch[:n * hm * wm].view(n, hm, wm))
+            _reduce_space_into(reduced, size, spatial, out[b, done + c0:done + c0 + n])
+        if temporal == "mean" and k > 1:
+            out[b, done:].div_(k)
+    return out
 
 
 def grow(x: torch.Tensor, cells: int) -> torch.Tensor:
@@ -118,6 +225,9 @@ def pixel_mask_to_latent(mask: torch.Tensor, latent_shape: tuple[int, ...], geom
 
     Returns:
         float32 [B, 1, T, h, w]. ComfyUI's sampler uses a mask of this size unchanged.
+
+    Cost: one read of the mask to validate it, one to reduce it (see :func:`reduce_mask`); no
+    full-size copy unless the mask is not float32 or must be clamped.
     """
     if len(latent_shape) != 5:
         raise ValueError(f"samples: expected a 5D video latent [B,C,T,h,w], got shape {list(latent_shape)}.")
@@ -133,7 +243,7 @@ def pixel_mask_to_latent(mask: torch.Tensor, latent_shape: tuple[int, ...], geom
         # Native ComfyUI exactly: comfy.utils.reshape_mask does one trilinear call.
         out = F.interpolate(per_sample.unsqueeze(1), size=(t, h, w), mode="trilinear").squeeze(1)
     else:
-        out = reduce_space(reduce_time(per_sample, t, layout, temporal, geometry), (h, w), spatial)
+        out = reduce_mask(per_sample, t, layout, temporal, spatial, (h, w), geometry)
     out = grow(out, grow_cells).clamp(0.0, 1.0)
     return out.expand(b, -1, -1, -1).unsqueeze(1).contiguous()
 
