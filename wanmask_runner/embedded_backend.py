@@ -98,6 +98,22 @@ class EmbeddedBackend:
     def object_info(self) -> dict:
         return self.compat.object_info()
 
+    def frontend_version(self) -> str | None:
+        """The frontend this ComfyUI serves (its pinned comfyui-frontend-package), for the UI -> API
+        conversion; None when unknown."""
+        try:
+            from importlib.metadata import version
+
+            return version("comfyui-frontend-package")
+        except Exception:
+            pass
+        try:
+            from app.frontend_management import FrontendManager
+
+            return FrontendManager.get_required_frontend_version()
+        except Exception:
+            return None
+
     def read_output(self, ref: dict) -> bytes:
         import folder_paths
 
@@ -139,6 +155,13 @@ class EmbeddedBackend:
                     return result_from_history(prompt_id, entry)
                 self._check_worker(prompt_id)
                 done.wait(0.1)
-            raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:.0f}s")
+            # Stop it before giving up: a worker still computing while the interpreter exits aborts it.
+            self.interrupt()
+            stop_by = time.monotonic() + 60
+            while time.monotonic() < stop_by and not queue.get_history(prompt_id=prompt_id).get(prompt_id):
+                if self.worker is not None and not self.worker.is_alive():
+                    break
+                time.sleep(0.1)
+            raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:.0f}s (interrupted)")
         finally:
             self._listeners.pop(prompt_id, None)
