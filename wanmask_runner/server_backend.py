@@ -28,6 +28,15 @@ class ServerBackend:
     def object_info(self) -> dict:
         return json.loads(self._get("/object_info"))
 
+    def frontend_version(self) -> str | None:
+        """The frontend version the server asks for (``/system_stats``), for the UI -> API
+        conversion; None when the server does not say."""
+        try:
+            system = json.loads(self._get("/system_stats")).get("system", {})
+        except (OSError, ValueError, urllib.error.URLError):
+            return None
+        return system.get("installed_frontend_version") or system.get("required_frontend_version")
+
     def read_output(self, ref: dict) -> bytes:
         q = urllib.parse.urlencode({"filename": ref["filename"], "subfolder": ref.get("subfolder", ""),
                                     "type": ref.get("type", "output")})
