@@ -19,6 +19,12 @@ MUTED, BYPASSED = 2, 4
 FRONTEND_WIDGETS = {"COLOR", "COLORS", "CURVE", "BOUNDING_BOX", "BOUNDING_BOXES", "COMPOSITOR", "IMAGECOMPARE"}
 # Widgets whose value the frontend does not send as saved, but as this.
 SENT_AS = {"IMAGECOMPARE": ["", ""]}
+# Nodes the frontend gives widgets of its own after the declared ones, sent as inputs (the node
+# takes any input): CustomCombo's chosen index and its options.
+FRONTEND_EXTRA_WIDGETS = {
+    "CustomCombo": lambda rest: {**({"index": rest[0]} if rest else {}),
+                                 **{f"option{i}": v for i, v in enumerate(rest[1:], 1)}},
+}
 NODE_WIDTH, NODE_ROW = 360, 26  # layout of generated UI workflows, in canvas pixels
 
 
@@ -244,7 +250,10 @@ class _Scope:
             if isinstance(saved, dict):  # some nodes save a dict by name
                 values.update(saved)
             elif info is not None:
-                read_widgets(_input_specs(info), list(saved or []), 0, values)
+                pos = read_widgets(_input_specs(info), list(saved or []), 0, values)
+                extra = FRONTEND_EXTRA_WIDGETS.get(node.get("type"))
+                if extra:  # widgets the frontend adds to this node (the server takes any input)
+                    values.update(extra(list(saved or [])[pos:]))
         for (node_id, name), value in self.primitive_values.items():
             if node_id == node["id"]:
                 values[name] = value

@@ -110,10 +110,21 @@ def essentials(prompt: dict, reference: dict, object_info: dict) -> dict:
     return out
 
 
+# Widgets only for the frontend's previews, which it sends too though no node declares them (the
+# server ignores them); any other input the frontend sends and the runner does not is a difference.
+PREVIEW_WIDGETS = {"video-preview", "audioUI"}
+PREVIEW_WIDGETS_OF = {"SaveGLB": {"image"}, "Preview3D": {"image"}, "PreviewAny": {"preview"}}
+
+
 def differences(mine: dict, frontend: dict, object_info: dict) -> set:
-    """{(node id, input or '<node>' or '<class_type>')} where the runner and the frontend disagree."""
+    """{(node id, input or '<node>' or '<class_type>')} where the runner and the frontend disagree:
+    on the inputs the nodes declare, and on undeclared ones the frontend sends (other than its
+    preview widgets; CustomCombo takes any input and reads its index from one)."""
     a, b = essentials(mine, frontend, object_info), essentials(frontend, frontend, object_info)
     diffs = set()
+    for nid, node in frontend.items():
+        extra = set(node["inputs"]) - set(b[nid][1]) - PREVIEW_WIDGETS - PREVIEW_WIDGETS_OF.get(node.get("class_type"), set())
+        diffs |= {(nid, k) for k in extra if mine.get(nid, {}).get("inputs", {}).get(k, "<absent>") != node["inputs"][k]}
     for nid in set(a) | set(b):
         if nid not in a or nid not in b:
             diffs.add((nid, "<node>"))

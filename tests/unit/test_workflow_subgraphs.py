@@ -244,3 +244,12 @@ def test_frontend_widgets_and_list_values_are_sent_as_the_frontend_sends_them():
           "links": []}
     assert ui_to_api(ui, info)["1"]["inputs"] == {
         "compare_view": {"__value__": ["", ""]}, "points": {"points": [[0, 0]]}, "palette": {"__value__": ["#fff", "#000"]}}
+
+
+def test_custom_combo_sends_its_index_and_options_as_the_frontend_does():
+    info = {"CustomCombo": {"input": {"required": {"choice": ("COMBO", {"options": []})}},
+                            "input_order": {"required": ["choice"]}, "output": ["STRING", "INT"],
+                            "output_name": ["STRING", "INDEX"]}}
+    ui = {"nodes": [node(1, "CustomCombo", [], [], ["Default", 1, "Quality", "Default", ""])], "links": []}
+    assert ui_to_api(ui, info)["1"]["inputs"] == {"choice": "Default", "index": 1, "option1": "Quality",
+                                                  "option2": "Default", "option3": ""}
