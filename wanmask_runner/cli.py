@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--server", metavar="URL", help="a running ComfyUI, e.g. http://127.0.0.1:8188")
     where.add_argument("--comfyui", metavar="PATH", help="run embedded: start ComfyUI's executor from this checkout in-process")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.INPUT=VALUE",
-                   help="override an input; NODE is a node id, title or unique class type (repeatable)")
+                   help="override an input; NODE is a node id (12:5 for node 5 inside subgraph node 12, as the "
+                        "frontend numbers them), a title or a unique class type (repeatable)")
     p.add_argument("--out", default="outputs", help="folder for the workflow's output files (default: outputs)")
     p.add_argument("--comfy-arg", dest="comfy_args", action="append", default=[], metavar="ARG",
                    help="extra ComfyUI command-line argument for embedded mode (repeatable), e.g. --comfy-arg=--cpu")
