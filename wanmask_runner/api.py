@@ -24,8 +24,6 @@ class OutputPathError(WorkflowError):
     (absolute names, ``..``); those were refused, the others are in ``result.files``."""
 
 
-OUTPUT_KINDS = ("images", "gifs", "animated", "videos", "audio")
-
 
 @dataclass
 class RunResult:
@@ -100,10 +98,10 @@ def save_outputs(result: "RunResult", backend, out_dir, prompt: dict | None = No
     out.mkdir(parents=True, exist_ok=True)
     refused = []
     for node_id, node_outputs in result.outputs.items():
-        for key in OUTPUT_KINDS:
-            refs = node_outputs.get(key) if isinstance(node_outputs, dict) else None
+        for key, refs in node_outputs.items() if isinstance(node_outputs, dict) else ():
+            # every kind of file: images, gifs, videos, audio, latents, 3d, ...
             for ref in refs if isinstance(refs, list) else []:
-                if not (isinstance(ref, dict) and "filename" in ref):
+                if not (isinstance(ref, dict) and isinstance(ref.get("filename"), str)):
                     continue
                 dest = output_destination(out, ref)
                 if isinstance(dest, str):

@@ -84,11 +84,14 @@ def files_under(path):
 
 def test_subfolders_are_kept_and_colliding_names_are_suffixed(tmp_path):
     outputs = {"9": {"images": [ref("ok.png", "a"), ref("ok.png", "b"), ref("ok.png", "a", "temp"),
-                                ref("top.png"), ref("deep.png", "x/./y//z")]}}
+                                ref("top.png"), ref("deep.png", "x/./y//z")], "text": ["not a file"],
+                     "animated": [True]},
+               "3": {"latents": [ref("l.latent", "latents")]}}
     out = tmp_path / "out"
     with Stub(outputs) as stub:
         result = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
-        assert files_under(out) == ["a/ok.png", "a/ok_1.png", "b/ok.png", "top.png", "x/y/z/deep.png"]
+        assert files_under(out) == ["a/ok.png", "a/ok_1.png", "b/ok.png", "latents/l.latent", "top.png",
+                                    "x/y/z/deep.png"]  # any kind of output file (SaveLatent's "latents")
         assert (out / "a" / "ok.png").read_bytes() == b"output|a|ok.png"
         assert (out / "a" / "ok_1.png").read_bytes() == b"temp|a|ok.png"
         assert (out / "b" / "ok.png").read_bytes() == b"output|b|ok.png"
@@ -101,7 +104,7 @@ def test_subfolders_are_kept_and_colliding_names_are_suffixed(tmp_path):
     assert (out / "top.png").read_bytes() == b"mine"
     assert (out / "top_1.png").read_bytes() == b"output||top.png"
     assert (out / "a" / "ok_2.png").exists() and (out / "a" / "ok_3.png").exists()
-    assert len(again.files) == 5 and len(files_under(out)) == 10
+    assert len(again.files) == 6 and len(files_under(out)) == 12
 
 
 HOSTILE = [

@@ -1,0 +1,45 @@
+"""A UI-format workflow with a subgraph (nested, with a promoted widget and a bypassed node inside)
+runs through the runner, server and embedded modes: ComfyUI accepts the converted prompt, runs the
+nodes inside the subgraph, and the outputs land under --out in their subfolder; --set reaches a
+node inside the subgraph by its id path."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.built_workflows import built
+from tests.integration.test_runner import embedded_args, run_cli
+
+
+def latents(out):
+    """The saved latents under out: path relative to out -> shape."""
+    from safetensors.torch import load_file
+
+    return {str(p.relative_to(out)): tuple(load_file(p)["latent_tensor"].shape) for p in sorted(out.rglob("*.latent"))}
+
+
+@pytest.mark.parametrize("mode", ["server", "embedded"])
+def test_a_subgraph_workflow_runs_through_the_runner(server, tmp_path, mode):
+    workflow = tmp_path / "subgraph.json"
+    workflow.write_text(json.dumps(built("subgraph")))
+    out = tmp_path / "out"
+    where = ["--server", server.url] if mode == "server" else embedded_args(server)
+    # node 21 inside the instance 10: the promoted width (640 on the instance) and, by id path, its height
+    r = run_cli(workflow, *where, "--out", out, "--set", "10:21.height=128", "--quiet", timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    shapes = latents(out)
+    # SaveLatent's prefixes latents/a and latents/b: the server's subfolder "latents" is kept
+    assert [name.split("_")[0] for name in shapes] == ["latents/a", "latents/b"], shapes
+    a, b = shapes.values()
+    assert a[0] == 2 and a[2:] == (128 // 8, 640 // 8)  # EmptyLatentImage inside, width promoted
+    assert b[0] == 1 and b[2:] == (256 // 8 * 2, 256 // 8 * 2)  # the root latent, upscaled x2 inside
+
+
+def test_a_bypassed_node_inside_a_subgraph_passes_its_input_through(server, tmp_path):
+    from wanmask_runner.api import run_workflow
+
+    result = run_workflow(built("bypassed_node_inside"), server=server.url, out_dir=tmp_path, timeout=300)
+    assert result.ok
+    b = next(shape for name, shape in latents(tmp_path).items() if name.startswith("latents/b_"))
+    assert b[0] == 1 and b[2:] == (256 // 8, 256 // 8)  # the upscale inside is bypassed
