@@ -94,7 +94,7 @@ def test_example_runs_end_to_end_through_the_runner(api_file, mode, server, tmp_
     r = run_cli(workflow, *where, "--out", out, *seed)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "done: prompt" in r.stdout
-    files = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    files = sorted(p.name for p in out.rglob("*") if p.is_file()) if out.exists() else []
     if api_file.stem == "t2v_fast_motion_inpaint":
         assert any(f.endswith(".mp4") for f in files) and sum(f.startswith("WanMaskPreview") for f in files) == 17
         if mode == "server":

@@ -353,10 +353,14 @@ def train(g, d, latent_frames=3, mask=None, **kw):
                 steps=1, learning_rate=1e-4, rank=4, optimizer="AdamW", loss_function="MSE", seed=0,
                 training_dtype="fp32", lora_dtype="fp32", algorithm="LoRA", gradient_checkpointing=False,
                 existing_lora="[None]", gamma=1.0, min_weight=0.0, prior_preservation_weight=0.0,
-                prior_mask_threshold=0.0, normalize_per_sample=True, require_mask=True, loss_mask=src[1]) | kw
+                prior_mask_threshold=0.0, normalize_per_sample=True, require_mask=True, loss_mask=src[1],
+                # native Train LoRA options of ComfyUI 0.33 (0.3.64 ignores inputs its node lacks)
+                quantized_backward=False, checkpoint_depth=1, offloading=False, bucket_mode=False,
+                bypass_mode=False) | kw
     if args["loss_mask"] is None:
         del args["loss_mask"]
-    g.add("SaveLoRANode", lora=g.add("WanMaskTrainLoRA", **args)[1], prefix="never/never")
+    # an output node both versions have (the save LoRA node was renamed in 0.33)
+    g.add("WanMaskTestSaveLoss", loss=g.add("WanMaskTrainLoRA", **args)[2], path="/dev/null")
     return src
 
 
