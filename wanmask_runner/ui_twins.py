@@ -4,7 +4,8 @@
     python -m wanmask_runner.ui_twins --comfyui /path/to/ComfyUI   (or --server URL)
 
 Only examples whose every node type the ComfyUI has are written (so the twin of an example made for
-another ComfyUI version is left as it is); ``--examples NAME ...`` picks some. Loader nodes get the
+another ComfyUI version is left as it is); ``--examples NAME ...`` picks some. A UI example that
+packages nodes in subgraphs is the source of its API twin, not the other way round: it is kept. Loader nodes get the
 download links of their model files in ``properties.models``, as ComfyUI's official templates carry
 them, so the frontend can offer the downloads.
 """
@@ -68,12 +69,16 @@ def main(argv=None) -> int:
         if args.examples and api_file.stem not in args.examples:
             continue
         prompt = json.loads(api_file.read_text())
+        ui_file = EXAMPLES / api_file.name
+        if ui_file.exists() and json.loads(ui_file.read_text()).get("definitions", {}).get("subgraphs"):
+            print(f"kept {ui_file.name}: made in the frontend with subgraphs (its API twin follows it)")
+            continue
         if not example_applies(prompt, info):
             print(f"skipped {api_file.name}: made for a ComfyUI with other nodes")
             continue
         ui = add_model_links(api_to_ui(prompt, info))
-        (EXAMPLES / api_file.name).write_text(json.dumps(ui, indent=1) + "\n")
-        print(f"wrote {EXAMPLES / api_file.name}")
+        ui_file.write_text(json.dumps(ui, indent=1) + "\n")
+        print(f"wrote {ui_file}")
     return 0
 
 
