@@ -47,6 +47,16 @@ from masking.geometry import WAN21  # noqa: E402
 from vae.loading import build_wan_vae  # noqa: E402
 
 
+def comfyui_version() -> str:
+    """The version of the ComfyUI at COMFYUI_PATH (its comfyui_version.py), or 'unknown'."""
+    try:
+        text = (Path(COMFY) / "comfyui_version.py").read_text()
+    except OSError:
+        return "unknown"
+    return next((ln.split("=")[1].strip().strip('"') for ln in text.splitlines() if ln.startswith("__version__")),
+                "unknown")
+
+
 def random_state_dict(model: torch.nn.Module, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     sd = {}
@@ -249,7 +259,7 @@ def main():
     lines = [f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} ({cpu}, "
              f"{os.cpu_count()} CPU threads, torch {torch.__version__}, "
              f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}), "
-             "ComfyUI 0.3.64 native Wan VAE vs ours, same random weights (Wan 2.1 real width 96).", ""]
+             f"ComfyUI {comfyui_version()} native Wan VAE vs ours, same random weights (Wan 2.1 real width 96).", ""]
     with torch.inference_mode():
         cpu_suite(native, ours, args.frames, args.size, args.repeats, lines)
         if torch.cuda.is_available():
