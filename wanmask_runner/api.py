@@ -4,51 +4,14 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable
 
+from .backends import open_backend
+from .results import OutputPathError, RunResult, WorkflowError
 from .workflow_format import apply_overrides, is_ui_format, ui_to_api
 
-
-class WorkflowError(RuntimeError):
-    """Validation or execution failed; ``result`` holds the details."""
-
-    def __init__(self, message: str, result: "RunResult"):
-        super().__init__(message)
-        self.result = result
-
-
-class OutputPathError(WorkflowError):
-    """The workflow ran, but the server named output files that would land outside ``out_dir``
-    (absolute names, ``..``); those were refused, the others are in ``result.files``."""
-
-
-
-@dataclass
-class RunResult:
-    prompt_id: str
-    ok: bool
-    status: str  # "success", "error", "interrupted" or "invalid"
-    outputs: dict = field(default_factory=dict)  # node id -> ui dict (images, ...)
-    node_errors: dict = field(default_factory=dict)  # as POST /prompt returns them
-    error: dict | None = None  # {"type", "message", ...} or the execution_error event data
-    files: list[Path] = field(default_factory=list)  # outputs written to out_dir
-
-    def describe(self) -> str:
-        """ComfyUI's errors, readably: one line per failing input, then the execution error."""
-        lines = []
-        if self.error and self.status == "invalid":
-            lines.append(f"{self.error.get('message', 'invalid prompt')}: {self.error.get('details', '')}".rstrip(": "))
-        for nid, err in self.node_errors.items():
-            for e in err.get("errors", []):
-                where = e.get("extra_info", {}).get("input_name")
-                lines.append(f"  node {nid} ({err.get('class_type')}){' input ' + where if where else ''}: "
-                             f"{e.get('message')}{': ' + e['details'] if e.get('details') else ''}")
-        if self.error and self.status in ("error", "interrupted"):
-            lines.append(f"node {self.error.get('node_id')} ({self.error.get('node_type')}) failed: "
-                         f"{self.error.get('exception_type', '')}: {self.error.get('exception_message', 'interrupted')}")
-        return "\n".join(lines)
+__all__ = ["OutputPathError", "RunResult", "WorkflowError", "load_workflow", "run_workflow", "to_api"]
 
 
 def _parts(name: str) -> list[str] | None:
@@ -151,14 +114,7 @@ def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = Non
     RuntimeError when embedded ComfyUI's worker thread died.
     """
     if backend is None:
-        if (server is None) == (comfyui is None):
-            raise ValueError("give exactly one of server=URL or comfyui=PATH")
-        if server is not None:
-            from .server_backend import ServerBackend
-            backend = ServerBackend(server, timeout=timeout)
-        else:
-            from .embedded_backend import EmbeddedBackend
-            backend = EmbeddedBackend.get(comfyui, comfy_args)
+        backend = open_backend(server=server, comfyui=comfyui, comfy_args=comfy_args, timeout=timeout)
     wf = load_workflow(workflow) if not isinstance(workflow, dict) else json.loads(json.dumps(workflow))
     prompt = apply_overrides(to_api(wf, backend.object_info, getattr(backend, "frontend_version", None)),
                              list(overrides))

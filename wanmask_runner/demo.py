@@ -111,12 +111,12 @@ def main(argv=None) -> int:
         return 0
 
     from .api import WorkflowError, run_workflow
-    from .embedded_backend import EmbeddedBackend
+    from .backends import open_backend
     from .progress import ProgressPrinter
 
     tiny_dir = CACHE / "tiny_models"
     comfy_args = [] if torch.cuda.is_available() else ["--cpu"]
-    backend = EmbeddedBackend.get(comfy, comfy_args, extra_model_paths={
+    backend = open_backend(comfyui=comfy, comfy_args=comfy_args, extra_model_paths={
         "diffusion_models": [tiny_dir / "diffusion_models"], "vae": [tiny_dir / "vae"]})
     import folder_paths
     import nodes

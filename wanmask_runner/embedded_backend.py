@@ -20,8 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from .api import RunResult
-from .server_backend import result_from_history
+from .results import RunResult, result_from_history
 
 log = logging.getLogger("wanmask_runner")
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from .api import RunResult
+from .results import RunResult, result_from_history
 
 log = logging.getLogger("wanmask_runner")
 
@@ -36,6 +36,12 @@ class ServerBackend:
         except (OSError, ValueError, urllib.error.URLError):
             return None
         return system.get("installed_frontend_version") or system.get("required_frontend_version")
+
+    def interrupt(self) -> None:
+        """Stop what the server is running now (POST /interrupt)."""
+        req = urllib.request.Request(self.url + "/interrupt", data=b"{}", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60):
+            pass
 
     def read_output(self, ref: dict) -> bytes:
         q = urllib.parse.urlencode({"filename": ref["filename"], "subfolder": ref.get("subfolder", ""),
@@ -102,13 +108,3 @@ class ServerBackend:
             stop.set()
             if listener is not None:
                 listener.join(2)
-
-
-def result_from_history(prompt_id: str, entry: dict) -> RunResult:
-    """A RunResult from a /history entry (or the embedded executor's equivalent)."""
-    messages = entry.get("status", {}).get("messages", [])
-    error = next((d for e, d in messages if e in ("execution_error", "execution_interrupted")), None)
-    interrupted = any(e == "execution_interrupted" for e, _ in messages)
-    ok = entry["status"]["status_str"] == "success"
-    status = "success" if ok else ("interrupted" if interrupted else "error")
-    return RunResult(prompt_id, ok, status, outputs=entry.get("outputs", {}), error=error)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .backends import open_backend
 from .locate import REPO
 from .workflow_format import api_to_ui
 
@@ -59,12 +60,8 @@ def main(argv=None) -> int:
     where.add_argument("--comfyui")
     p.add_argument("--examples", nargs="*", metavar="NAME", help="only these examples (file names without .json)")
     args = p.parse_args(argv)
-    if args.server:
-        from .server_backend import ServerBackend
-        info = ServerBackend(args.server).object_info()
-    else:
-        from .embedded_backend import EmbeddedBackend
-        info = EmbeddedBackend.get(args.comfyui, ["--cpu"]).object_info()
+    info = open_backend(server=args.server, comfyui=args.comfyui,
+                        comfy_args=() if args.server else ["--cpu"]).object_info()
     for api_file in sorted((EXAMPLES / "api").glob("*.json")):
         if args.examples and api_file.stem not in args.examples:
             continue
