@@ -238,8 +238,6 @@ class _Scope:
         saved list lacks), then what PrimitiveNodes set. Subgraph instances: their promoted widgets."""
         if node["id"] in self.widget_cache:
             return self.widget_cache[node["id"]]
-        if self.drops_disabled_instance(node) and node.get("mode") == MUTED:
-            return ("link", self.exec_id(node["id"]), slot)  # a node that is not sent: the input goes
         if self.is_instance(node):
             child = self.child(node)
             values = {child.definition["inputs"][k]["name"]: v for k, v in child.promoted.items()}
