@@ -1,8 +1,12 @@
 """ComfyUI-WanMasking: masking that lands on the right frames for Wan video.
 
-ComfyUI imports this file; the node classes live in ``nodes/``, the math in ``masking/``,
-``wan/`` and ``vae/`` (pure torch).
+ComfyUI imports this folder as a package and calls ``comfy_entrypoint``; the node classes live in
+``nodes/`` (V3 ``io.ComfyNode`` schemas), the math in ``masking/``, ``wan/`` and ``vae/`` (pure
+torch). Importing the package itself loads nothing of ComfyUI, so the tests, the benchmarks and the
+runner import the core as ``comfyui_wanmasking.masking`` and so on without one.
 """
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+
+async def comfy_entrypoint():
+    from .nodes import WanMaskingExtension
+    return WanMaskingExtension()

@@ -16,9 +16,9 @@ import comfy.cli_args  # noqa: E402
 
 comfy.cli_args.args.cpu = True
 from comfy_extras import nodes_wan
-from masking.geometry import WAN21
-from wan.i2v import build_i2v_embeds
-from wan.vace import build_vace_embeds
+from comfyui_wanmasking.masking.geometry import WAN21
+from comfyui_wanmasking.wan.i2v import build_i2v_embeds
+from comfyui_wanmasking.wan.vace import build_vace_embeds
 
 L, H, W = 81, 480, 832
 

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from masking.geometry import WAN21  # noqa: E402
-from masking.latent_mask import pixel_mask_to_latent, split_batch  # noqa: E402
+from comfyui_wanmasking.masking.geometry import WAN21  # noqa: E402
+from comfyui_wanmasking.masking.latent_mask import pixel_mask_to_latent, split_batch  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH = 81, 720, 1280
 LATENT = (1, 16, 21, 90, 160)

@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from masking.geometry import WAN21  # noqa: E402
-from masking.mask_loss import MaskLossSettings  # noqa: E402
-from masking.training import elementwise_loss, masked_training_loss  # noqa: E402
-from masking.weights import latent_loss_weights  # noqa: E402
+from comfyui_wanmasking.masking.geometry import WAN21  # noqa: E402
+from comfyui_wanmasking.masking.mask_loss import MaskLossSettings  # noqa: E402
+from comfyui_wanmasking.masking.training import elementwise_loss, masked_training_loss  # noqa: E402
+from comfyui_wanmasking.masking.weights import latent_loss_weights  # noqa: E402
 
 
 def _timed(fn, device: str) -> float:

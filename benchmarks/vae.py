@@ -43,8 +43,8 @@ if not torch.cuda.is_available():
     comfy.cli_args.args.cpu = True
 from comfy.ldm.wan.vae import WanVAE as NativeWanVAE  # noqa: E402
 
-from masking.geometry import WAN21  # noqa: E402
-from vae.loading import build_wan_vae  # noqa: E402
+from comfyui_wanmasking.masking.geometry import WAN21  # noqa: E402
+from comfyui_wanmasking.vae.loading import build_wan_vae  # noqa: E402
 
 
 def comfyui_version() -> str:

@@ -194,3 +194,11 @@ def geometry_for_channels(channels: int, input_name: str = "samples") -> VaeGeom
         f"{input_name}: a latent with {channels} channels is not a Wan video latent. "
         f"Expected {known}. Fix: encode with a Wan VAE or use an empty Wan latent node."
     )
+
+
+def wan_video_latent(latent: torch.Tensor, input_name: str = "samples") -> torch.Tensor:
+    """``latent`` itself when it is a 5-D Wan video latent [B, C, T, h, w]; a clear error otherwise."""
+    if latent.dim() != 5:
+        raise ValueError(f"{input_name}: expected a Wan video latent [B,C,T,h,w], got shape {list(latent.shape)}. "
+                         "Fix: encode the video with a Wan VAE (VAEEncode) or use an empty Wan video latent.")
+    return latent

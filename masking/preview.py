@@ -41,21 +41,27 @@ def overlay_effective_mask(effective: torch.Tensor, images: torch.Tensor | None 
     return out.clamp(0, 1)
 
 
+def regenerate_everything(latent_shape: tuple[int, ...]) -> torch.Tensor:
+    """The noise mask the sampler uses when a latent [B, C, T, h, w] has none: all ones [1, 1, T, h, w]."""
+    return torch.ones(1, 1, *latent_shape[2:])
+
+
 def effective_mask_preview(latent_mask: torch.Tensor, geometry: VaeGeometry,
                            images: torch.Tensor | None = None,
                            user_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The effective mask per pixel frame, and an overlay of it.
 
     Args:
-        latent_mask: [B, 1, T, h, w], the mask as the sampler uses it (1 = regenerate).
+        latent_mask: [B, C, T, h, w], the mask as the sampler uses it (1 = regenerate); channel 0 is shown.
         images: optional [F or B*F, H, W, 3] frames that were encoded into the latent (H, W = h*s, w*s).
         user_mask: optional MASK the user drew: [N, H', W'] with N = 1, T, F or B times T or F.
 
     Returns:
         (overlay [B*F, H, W, 3], effective [B*F, H, W]) with F = 1+4(T-1).
     """
+    latent_mask = latent_mask[:, :1].float().cpu()
     b, _, t, h, w = latent_mask.shape
-    effective = latent_mask_to_pixel(latent_mask.float(), geometry)  # [B, F, H, W]
+    effective = latent_mask_to_pixel(latent_mask, geometry)  # [B, F, H, W]
     f, hp, wp = effective.shape[1:]
     if images is not None:
         if images.dim() != 4 or images.shape[1:3] != (hp, wp) or images.shape[0] not in (f, b * f):

@@ -127,6 +127,15 @@ def tier_weights(gamma: float = 1.0, min_weight: float = 0.0,
     return dict(zip(tiers, values.tolist()))
 
 
+def region_stack_shape(regions: dict[str, torch.Tensor | None], who: str = "WanMaskLossTiers") -> tuple[int, int, int]:
+    """The tier mask shape [N, H, W] for region masks ([H, W] or [N, H, W]; None = not given): the
+    most frames of any, at the first one's size. Raises when none is given."""
+    given = [m if m.dim() == 3 else m.unsqueeze(0) for m in regions.values() if m is not None]
+    if not given:
+        raise ValueError(f"{who}: connect at least one of {', '.join(regions)} (region masks, > 0.5 = inside).")
+    return (max(m.shape[0] for m in given), *given[0].shape[-2:])
+
+
 def compose_tiers(shape: tuple[int, ...], face: torch.Tensor | None = None, body: torch.Tensor | None = None,
                   hair: torch.Tensor | None = None, tiers: dict[str, int] | None = None) -> torch.Tensor:
     """Build a tiered weight mask [N, H, W] in [0, 1] from binary region masks (> 0.5 = inside).

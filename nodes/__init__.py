@@ -1,10 +1,24 @@
-"""ComfyUI adapters: each module declares one family of nodes; no tensor math lives here."""
-from . import embeds, latent_masks, sampler, training, vae
+"""The pack's ComfyUI nodes, every one an ``io.ComfyNode`` (V3 schema), registered through one
+``ComfyExtension``. Each module declares one family of nodes; no tensor math lives here."""
+from __future__ import annotations
 
-MODULES = (latent_masks, embeds, vae, sampler, training)
+from comfy_api.latest import ComfyExtension, io
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
-for _m in MODULES:
-    NODE_CLASS_MAPPINGS.update(_m.NODE_CLASS_MAPPINGS)
-    NODE_DISPLAY_NAME_MAPPINGS.update(_m.NODE_DISPLAY_NAME_MAPPINGS)
+from .embeds import WanMaskAnimateEmbeds, WanMaskI2VEmbeds, WanMaskTemporal, WanMaskTrimLatent, WanMaskVaceEmbeds
+from .latent_masks import WanMaskPreview, WanMaskToLatent
+from .sampler import WanMaskSamplerPatch
+from .training import WanMaskLossTiers, WanMaskLossWeights, WanMaskTrainLoRA
+from .vae import WanMaskVAEDecode, WanMaskVAEEncode, WanMaskVAELoader
+
+NODES: list[type[io.ComfyNode]] = [
+    WanMaskToLatent, WanMaskPreview,
+    WanMaskI2VEmbeds, WanMaskVaceEmbeds, WanMaskTemporal, WanMaskAnimateEmbeds, WanMaskTrimLatent,
+    WanMaskVAELoader, WanMaskVAEDecode, WanMaskVAEEncode,
+    WanMaskSamplerPatch,
+    WanMaskLossWeights, WanMaskLossTiers, WanMaskTrainLoRA,
+]
+
+
+class WanMaskingExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)

@@ -61,6 +61,25 @@ def native_noise_mask_as_sampled(noise_mask: torch.Tensor, latent_shape) -> torc
     return comfy.utils.reshape_mask(noise_mask, latent_shape)
 
 
+def native_category(node_id: str) -> str | None:
+    """The library category of a registered native node (None when this ComfyUI lacks it). Custom
+    node packs load after ComfyUI's own nodes, so this is known when the pack's schemas are built."""
+    import nodes
+    cls = nodes.NODE_CLASS_MAPPINGS.get(node_id)
+    try:
+        return str(cls.CATEGORY) if cls is not None and cls.CATEGORY else None
+    except Exception:  # a V3 class whose schema cannot be built here
+        return None
+
+
+def empty_latent_mean(channels: int) -> torch.Tensor:
+    """The empty latent in raw VAE space, per channel [C] (0 after the model's normalization):
+    ComfyUI's own Wan 2.1 (16 ch) or Wan 2.2 (48 ch) latent format."""
+    import comfy.latent_formats
+    fmt = comfy.latent_formats.Wan22() if channels == 48 else comfy.latent_formats.Wan21()
+    return fmt.process_out(torch.zeros(1, channels, 1, 1, 1)).flatten()
+
+
 # ============================================================================================
 # Prompt queue and worker (the embedded runner)
 # ============================================================================================
@@ -273,6 +292,34 @@ def node_inputs_v1(cls) -> dict:
 def native_trainer_inputs() -> dict:
     """The running version's native Train LoRA inputs, V1 form, in native order."""
     return node_inputs_v1(_native_train().TrainLoraNode)
+
+
+def native_trainer_schema_inputs() -> list:
+    """The running version's native Train LoRA inputs as V3 ``io`` inputs, in native order: native's
+    own input objects where it is a V3 node, else converted from its V1 declaration."""
+    cls = _native_train().TrainLoraNode
+    if hasattr(cls, "define_schema"):
+        return list(cls.define_schema().inputs)
+    return [_v1_to_io(name, spec, section == "optional")
+            for section, entries in node_inputs_v1(cls).items() for name, spec in entries.items()]
+
+
+_V1_WIDGET_KEYS = ("default", "min", "max", "step", "tooltip", "multiline", "control_after_generate")
+
+
+def _v1_to_io(name: str, spec: tuple, optional: bool):
+    """One V1 input declaration ``(type, options)`` as the equivalent V3 input."""
+    from comfy_api.latest import io
+    kind, opts = spec[0], dict(spec[1]) if len(spec) > 1 and spec[1] else {}
+    kw = {k: opts[k] for k in _V1_WIDGET_KEYS if k in opts}
+    if isinstance(kind, (list, tuple)):
+        return io.Combo.Input(name, options=list(kind), optional=optional, **kw)
+    widgets = {"INT": io.Int, "FLOAT": io.Float, "BOOLEAN": io.Boolean, "STRING": io.String}
+    if str(kind) in widgets:
+        cls = widgets[str(kind)]
+        accepted = inspect.signature(cls.Input.__init__).parameters
+        return cls.Input(name, optional=optional, **{k: v for k, v in kw.items() if k in accepted})
+    return io.Custom(str(kind)).Input(name, optional=optional, tooltip=kw.get("tooltip"))
 
 
 def native_trainer_takes_lists() -> bool:

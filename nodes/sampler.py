@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import logging
 
+from comfy_api.latest import io
+
 from . import comfy_compat as compat
+from .inputs import category, expert, schema
 from ..masking import conventions
 from ..masking.differential import MODES, DifferentialMask, check_settings, paste_kept, to_device
 from ..wan.validation import WanModelInfo, summarize_conds, validate_sampling
 
 log = logging.getLogger("WanMasking")
-CATEGORY = "WanMasking/sampler"
 WRAPPER_KEY = "WanMaskSamplerPatch"
 
 
@@ -65,46 +67,60 @@ class _Patch:
         return out
 
 
-class WanMaskSamplerPatch:
-    DESCRIPTION = ("Patches a Wan model for masked sampling with the native KSampler, KSamplerAdvanced or "
-                   "SamplerCustomAdvanced: differential diffusion that is correct at every strength and scheduler, "
-                   "kept regions (mask 0) that end exactly at the input latent, and plain-language shape checks "
-                   f"before the first step. Noise mask: {conventions.NOISE_MASK}. "
-                   "A non-Wan model passes through unchanged (with a warning).")
+class WanMaskSamplerPatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="WanMaskSamplerPatch",
+            display_name="Wan Mask Sampler Patch (differential, exact keep, checks)",
+            category=category("sampler"),
+            search_aliases=["differential diffusion", "exact keep", "inpaint sampler", "soft mask"],
+            description="Patches a Wan model for masked sampling with the native KSampler, KSamplerAdvanced or "
+                        "SamplerCustomAdvanced: differential diffusion that is correct at every strength and "
+                        "scheduler, kept regions (mask 0) that end exactly at the input latent, and plain-language "
+                        f"shape checks before the first step. Noise mask: {conventions.NOISE_MASK}. "
+                        "A non-Wan model passes through unchanged (with a warning).",
+            inputs=[
+                io.Model.Input("model", tooltip="A Wan model (2.1 T2V/I2V/VACE, 2.2 14B or 5B). The output is a "
+                                                "patched clone."),
+                io.Combo.Input("differential", options=list(MODES), default="timestep", tooltip=
+                    "How a soft noise mask is released over the steps. off: the mask as given. timestep: "
+                    "ComfyUI's native Differential Diffusion (a cell with value v regenerates once the normalized "
+                    "timestep falls to v). step: release by step index (i/N), like WanVideoWrapper. soft: a "
+                    "continuous ramp min(1, v/threshold) instead of a hard switch (smoother edges)."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=
+                    "Blend of the thresholded mask (1.0) and the plain soft mask (0.0): strength*thresholded + "
+                    "(1-strength)*mask. 0 really means no binarization (native treats 0 like 1)."),
+                expert(io.Boolean.Input("exact_keep", default=True, tooltip=
+                    "Mask-0 cells are never released (native karras-type schedules release them on the last "
+                    "step) and are pasted back from the input latent after sampling, bit for bit; also after a "
+                    "partial KSamplerAdvanced run, so a two-sampler (high/low) chain ends exactly at the input "
+                    "there.")),
+                expert(io.Boolean.Input("validate", default=True, tooltip=
+                    "Before the first step, check model input channels vs latent + concat/VACE conditioning "
+                    "(16/36/48), noise mask vs latent frames and size, and spatial multiples. Errors name the "
+                    "cause and the fix; cases ComfyUI deliberately adapts only warn.")),
+            ],
+            outputs=[io.Model.Output(tooltip="The patched clone of the model.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "A Wan model (2.1 T2V/I2V/VACE, 2.2 14B or 5B). The output is a patched clone."}),
-            "differential": (list(MODES), {"default": "timestep", "tooltip":
-                "How a soft noise mask is released over the steps. off: the mask as given. timestep: ComfyUI's "
-                "native Differential Diffusion (a cell with value v regenerates once the normalized timestep falls "
-                "to v). step: release by step index (i/N), like WanVideoWrapper. soft: a continuous ramp "
-                "min(1, v/threshold) instead of a hard switch (smoother edges)."}),
-            "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                "Blend of the thresholded mask (1.0) and the plain soft mask (0.0): strength*thresholded + "
-                "(1-strength)*mask. 0 really means no binarization (native treats 0 like 1)."}),
-            "exact_keep": ("BOOLEAN", {"default": True, "tooltip":
-                "Mask-0 cells are never released (native karras-type schedules release them on the last step) "
-                "and are pasted back from the input latent after sampling, bit for bit; also after a partial "
-                "KSamplerAdvanced run, so a two-sampler (high/low) chain ends exactly at the input there."}),
-            "validate": ("BOOLEAN", {"default": True, "tooltip":
-                "Before the first step, check model input channels vs latent + concat/VACE conditioning "
-                "(16/36/48), noise mask vs latent frames and size, and spatial multiples. Errors name the cause "
-                "and the fix; cases ComfyUI deliberately adapts only warn."}),
-        }}
+    def validate_inputs(cls, differential=None, strength=None):
+        """Refuses an unknown mode or a strength outside [0, 1] before the queue (None: a linked input)."""
+        try:
+            check_settings(differential if differential is not None else MODES[0],
+                           strength if strength is not None else 1.0)
+        except ValueError as e:
+            return str(e)
+        return True
 
-    RETURN_TYPES = ("MODEL",)
-    OUTPUT_TOOLTIPS = ("The patched clone of the model.",)
-    FUNCTION = "patch"
-    CATEGORY = CATEGORY
-
-    def patch(self, model, differential, strength, exact_keep, validate):
+    @classmethod
+    def execute(cls, model, differential, strength, exact_keep, validate) -> io.NodeOutput:
         check_settings(differential, strength)
         if wan_model_info(model) is None:
             log.warning("WanMaskSamplerPatch: %s is not a Wan model; passing it through unpatched.",
                         type(getattr(model, "model", model)).__name__)
-            return (model,)
+            return io.NodeOutput(model)
         p = _Patch(differential, strength, exact_keep, validate)
         # closures (not bound methods): ModelPatcher.clone deep-copies model_options.
         mask_fn = None if differential == "off" else \
@@ -114,8 +130,4 @@ class WanMaskSamplerPatch:
         if replaced:
             log.warning("WanMaskSamplerPatch: replaces a denoise_mask_function set earlier in the graph "
                         "(e.g. DifferentialDiffusion); use only one of them.")
-        return (patched,)
-
-
-NODE_CLASS_MAPPINGS = {"WanMaskSamplerPatch": WanMaskSamplerPatch}
-NODE_DISPLAY_NAME_MAPPINGS = {"WanMaskSamplerPatch": "Wan Mask Sampler Patch (differential, exact keep, checks)"}
+        return io.NodeOutput(patched)

@@ -9,45 +9,50 @@ from __future__ import annotations
 
 import logging
 
+from comfy_api.latest import io
+
 from . import comfy_compat as compat
+from .inputs import category, expert, schema
 from .lora_trainer import TrainOptions, train_masked_lora
 from ..masking import conventions
 from ..masking.geometry import geometry_for_channels
 from ..masking.mask_loss import MaskLossSettings, prior_region_warning
 from ..masking.training import concat_masks, concat_video_latents
 from ..masking.weights import (
-    PRESETS, TIERS, apply_gamma_floor, compose_tiers, latent_loss_weights, normalize_mask, resize_weights,
-    tier_preview,
+    PRESETS, TIERS, apply_gamma_floor, compose_tiers, latent_loss_weights, normalize_mask, region_stack_shape,
+    resize_weights, tier_preview,
 )
 
 log = logging.getLogger("WanMasking")
-CATEGORY = "WanMasking/training"
 _TAKES_LISTS = compat.native_trainer_takes_lists()
 
-MASKED_LOSS_INPUTS = {
-    "gamma": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 10.0, "step": 0.01, "tooltip":
-        "Weight exponent w**gamma, applied before the floor. <1 softer (more training on mid tiers), "
-        "1 linear, >1 sharper. Must be > 0."}),
-    "min_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01, "tooltip":
-        "Weight floor in [0, 1): w*(1-min_weight)+min_weight. 0.05 stops 'phantom limbs' outside the mask "
-        "when prior preservation is off; keep 0 with prior preservation."}),
-    "prior_preservation_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.05,
-        "tooltip": "0 = off. >0: outside the mask the LoRA is trained toward the base model's prediction "
-                   "(one extra forward pass per step with the LoRA disabled, ~1.3-1.7x time). 0.5-1.0 usual."}),
-    "prior_mask_threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01, "tooltip":
-        "0 = continuous mode (prior weight 1 - w). In (0, 1): prior only where the raw latent-grid mask is "
-        "below it, with no target weight there (0.1 keeps only true background)."}),
-    "normalize_per_sample": ("BOOLEAN", {"default": False, "tooltip":
-        "Weighted mean per sample, then the batch mean (recommended with prior preservation). "
-        "Off: one weighted mean over the whole batch."}),
-    "require_mask": ("BOOLEAN", {"default": True, "tooltip":
-        "On: training items without a mask (no loss_mask, or fewer per-item masks than items) are an "
-        "error. Off: they train at full weight 1.0 everywhere (with a warning)."}),
-}
-LOSS_MASK_INPUT = ("MASK", {"tooltip":
-    f"Loss weights, {conventions.LOSS_WEIGHT}; 8-bit levels (face 255, body 128, hair 80, background 0) "
-    "are divided by 255. Frames: 1 (every frame and item), T or 1+4(T-1) (a video mask for every item), "
-    "or one such mask per item, item after item. Any size: area-averaged onto the latent grid."})
+
+def masked_loss_inputs() -> list[io.Input]:
+    """The pack's masked-loss inputs of WanMaskTrainLoRA, after the native Train LoRA inputs."""
+    return [
+        io.Float.Input("gamma", default=1.0, min=0.01, max=10.0, step=0.01, tooltip=
+            "Weight exponent w**gamma, applied before the floor. <1 softer (more training on mid tiers), "
+            "1 linear, >1 sharper. Must be > 0."),
+        io.Float.Input("min_weight", default=0.0, min=0.0, max=0.99, step=0.01, tooltip=
+            "Weight floor in [0, 1): w*(1-min_weight)+min_weight. 0.05 stops 'phantom limbs' outside the mask "
+            "when prior preservation is off; keep 0 with prior preservation."),
+        io.Float.Input("prior_preservation_weight", default=0.0, min=0.0, max=10.0, step=0.05, tooltip=
+            "0 = off. >0: outside the mask the LoRA is trained toward the base model's prediction "
+            "(one extra forward pass per step with the LoRA disabled, ~1.3-1.7x time). 0.5-1.0 usual."),
+        expert(io.Float.Input("prior_mask_threshold", default=0.0, min=0.0, max=0.99, step=0.01, tooltip=
+            "0 = continuous mode (prior weight 1 - w). In (0, 1): prior only where the raw latent-grid mask is "
+            "below it, with no target weight there (0.1 keeps only true background).")),
+        expert(io.Boolean.Input("normalize_per_sample", default=False, tooltip=
+            "Weighted mean per sample, then the batch mean (recommended with prior preservation). "
+            "Off: one weighted mean over the whole batch.")),
+        expert(io.Boolean.Input("require_mask", default=True, tooltip=
+            "On: training items without a mask (no loss_mask, or fewer per-item masks than items) are an "
+            "error. Off: they train at full weight 1.0 everywhere (with a warning).")),
+        io.Mask.Input("loss_mask", optional=True, tooltip=
+            f"Loss weights, {conventions.LOSS_WEIGHT}; 8-bit levels (face 255, body 128, hair 80, background 0) "
+            "are divided by 255. Frames: 1 (every frame and item), T or 1+4(T-1) (a video mask for every item), "
+            "or one such mask per item, item after item. Any size: area-averaged onto the latent grid."),
+    ]
 
 
 def _single(value):
@@ -64,35 +69,37 @@ def _latents_and_conds(latents, positive):
     return concat_video_latents([d["samples"] for d in dicts], "latents"), conds
 
 
-class WanMaskTrainLoRA:
-    DESCRIPTION = ("Train LoRA with a masked loss for Wan video latents: the native Train LoRA's options, plus loss "
-                   f"weights. loss_mask: {conventions.LOSS_WEIGHT}. A per-frame video mask (1+4k frames) is brought "
-                   "to the latent frames with Wan's causal grouping (frame 0 alone, then groups of 4, mean); one frame "
-                   "is used for all frames. Optional prior preservation pulls the prediction outside the mask toward "
-                   "the base model (LoRA off). A banner with the active settings is printed to the console.")
+class WanMaskTrainLoRA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="WanMaskTrainLoRA",
+            display_name="Wan Mask Train LoRA (masked loss)",
+            category=category("training"),
+            search_aliases=["train lora", "masked loss", "lora training", "prior preservation"],
+            description="Train LoRA with a masked loss for Wan video latents: the native Train LoRA's options, plus "
+                        f"loss weights. loss_mask: {conventions.LOSS_WEIGHT}. A per-frame video mask (1+4k frames) "
+                        "is brought to the latent frames with Wan's causal grouping (frame 0 alone, then groups of "
+                        "4, mean); one frame is used for all frames. Optional prior preservation pulls the "
+                        "prediction outside the mask toward the base model (LoRA off). A banner with the active "
+                        "settings is printed to the console.",
+            inputs=[*compat.native_trainer_schema_inputs(), *masked_loss_inputs()],
+            outputs=[
+                io.Model.Output(display_name="model_with_lora", tooltip=
+                    "The input model with the trained LoRA applied (as LoraModelLoader at strength 1)."),
+                io.LoraModel.Output(display_name="lora", tooltip=
+                    "The trained LoRA (LORA_MODEL, for the save LoRA node / LoraModelLoader)."),
+                io.LossMap.Output(display_name="loss", tooltip=
+                    "Loss per step: 'loss' (total, for the loss graph node), plus 'target_loss' and 'prior_loss'."),
+                io.Int.Output(display_name="steps", tooltip="Total steps (including an existing LoRA's)."),
+            ],
+            is_input_list=_TAKES_LISTS,
+            is_experimental=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        native = compat.native_trainer_inputs()
-        required = dict(native.get("required", {}))
-        required.update(MASKED_LOSS_INPUTS)
-        optional = dict(native.get("optional", {}))
-        optional["loss_mask"] = LOSS_MASK_INPUT
-        return {"required": required, "optional": optional}
-
-    INPUT_IS_LIST = _TAKES_LISTS
-    RETURN_TYPES = ("MODEL", "LORA_MODEL", "LOSS_MAP", "INT")
-    RETURN_NAMES = ("model_with_lora", "lora", "loss", "steps")
-    OUTPUT_TOOLTIPS = ("The input model with the trained LoRA applied (as LoraModelLoader at strength 1).",
-                       "The trained LoRA (LORA_MODEL, for the save LoRA node / LoraModelLoader).",
-                       "Loss per step: 'loss' (total, for the loss graph node), plus 'target_loss' and "
-                       "'prior_loss'.", "Total steps (including an existing LoRA's).")
-    FUNCTION = "train_masked"
-    CATEGORY = CATEGORY
-    EXPERIMENTAL = True
-
-    def train_masked(self, model, latents, positive, gamma, min_weight, prior_preservation_weight,
-                     prior_mask_threshold, normalize_per_sample, require_mask, loss_mask=None, **native):
+    def execute(cls, model, latents, positive, gamma, min_weight, prior_preservation_weight,
+                prior_mask_threshold, normalize_per_sample, require_mask, loss_mask=None, **native) -> io.NodeOutput:
         model = _single(model)
         gamma, min_weight, prior_preservation_weight, prior_mask_threshold, normalize_per_sample, require_mask = (
             _single(v) for v in (gamma, min_weight, prior_preservation_weight, prior_mask_threshold,
@@ -120,40 +127,46 @@ class WanMaskTrainLoRA:
         if settings.uses_prior and sampler.teacher_patched_modules == 0:
             log.warning("WanMaskTrainLoRA: the teacher pass found no LoRA layers to disable, so the prior "
                         "target equals the student's prediction.")
-        return (model_out, lora, loss_map, steps)
+        return io.NodeOutput(model_out, lora, loss_map, steps)
 
 
-class WanMaskLossWeights:
-    DESCRIPTION = ("Turns a mask into training loss weights and shows them: values are normalized (8-bit levels /255), "
-                   "then w**gamma, then the floor w*(1-min_weight)+min_weight. Preview: face red, body green, hair "
-                   f"blue, background dark (tiers 255/128/80/0), other values grey = weight. {conventions.LOSS_WEIGHT}.")
+class WanMaskLossWeights(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="WanMaskLossWeights",
+            display_name="Wan Mask Loss Weights (preview)",
+            category=category("training"),
+            search_aliases=["loss weights", "weight mask", "training mask"],
+            description="Turns a mask into training loss weights and shows them: values are normalized (8-bit "
+                        "levels /255), then w**gamma, then the floor w*(1-min_weight)+min_weight. Preview: face "
+                        "red, body green, hair blue, background dark (tiers 255/128/80/0), other values grey = "
+                        f"weight. {conventions.LOSS_WEIGHT}.",
+            inputs=[
+                io.Mask.Input("mask", tooltip=f"Weight mask, {conventions.LOSS_WEIGHT}. [0,1] or 8-bit levels; any frames."),
+                io.Combo.Input("preset", options=["custom"] + list(PRESETS), default="custom", tooltip=
+                    "custom: use gamma and min_weight below. Otherwise the guide's setting: " +
+                    ", ".join(f"{k} (gamma {g}, min {m})" for k, (g, m) in PRESETS.items()) + "."),
+                io.Float.Input("gamma", default=1.0, min=0.01, max=10.0, step=0.01,
+                               tooltip="w**gamma (> 0), before the floor. Used when preset is custom."),
+                io.Float.Input("min_weight", default=0.0, min=0.0, max=0.99, step=0.01,
+                               tooltip="Floor in [0, 1): w*(1-min)+min. Used when preset is custom."),
+                io.Int.Input("width", default=0, min=0, max=16384, step=1, tooltip=
+                    "Resize to this width (0 = keep): area when shrinking, nearest when growing (tiers survive)."),
+                io.Int.Input("height", default=0, min=0, max=16384, step=1, tooltip=
+                    "Resize to this height (0 = keep): area when shrinking, nearest when growing."),
+            ],
+            outputs=[
+                io.Mask.Output(display_name="weights", tooltip=
+                    "Final loss weights [frames,H,W] (gamma and floor applied). If you feed these to "
+                    "WanMaskTrainLoRA, keep its gamma 1 and min_weight 0 so they are not applied twice."),
+                io.Image.Output(display_name="preview", tooltip=
+                    "Tiers coloured (face red, body green, hair blue, background dark), brightness = weight."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "mask": ("MASK", {"tooltip": f"Weight mask, {conventions.LOSS_WEIGHT}. [0,1] or 8-bit levels; any frames."}),
-            "preset": (["custom"] + list(PRESETS), {"default": "custom", "tooltip":
-                "custom: use gamma and min_weight below. Otherwise the guide's setting: " +
-                ", ".join(f"{k} (gamma {g}, min {m})" for k, (g, m) in PRESETS.items()) + "."}),
-            "gamma": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 10.0, "step": 0.01,
-                                "tooltip": "w**gamma (> 0), before the floor. Used when preset is custom."}),
-            "min_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01,
-                                     "tooltip": "Floor in [0, 1): w*(1-min)+min. Used when preset is custom."}),
-            "width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 1, "tooltip":
-                "Resize to this width (0 = keep): area when shrinking, nearest when growing (tiers survive)."}),
-            "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 1, "tooltip":
-                "Resize to this height (0 = keep): area when shrinking, nearest when growing."}),
-        }}
-
-    RETURN_TYPES = ("MASK", "IMAGE")
-    RETURN_NAMES = ("weights", "preview")
-    OUTPUT_TOOLTIPS = ("Final loss weights [frames,H,W] (gamma and floor applied). If you feed these to "
-                       "WanMaskTrainLoRA, keep its gamma 1 and min_weight 0 so they are not applied twice.",
-                       "Tiers coloured (face red, body green, hair blue, background dark), brightness = weight.")
-    FUNCTION = "make"
-    CATEGORY = CATEGORY
-
-    def make(self, mask, preset, gamma, min_weight, width, height):
+    def execute(cls, mask, preset, gamma, min_weight, width, height) -> io.NodeOutput:
         if preset != "custom":
             gamma, min_weight = PRESETS[preset]
             log.info("WanMaskLossWeights: preset %r -> gamma %s, min_weight %s.", preset, gamma, min_weight)
@@ -161,41 +174,38 @@ class WanMaskLossWeights:
         if width or height:
             raw = resize_weights(raw, (height or raw.shape[-2], width or raw.shape[-1]))
         weights = apply_gamma_floor(raw, gamma, min_weight)
-        return (weights, tier_preview(raw, weights))
+        return io.NodeOutput(weights, tier_preview(raw, weights))
 
 
-class WanMaskLossTiers:
-    DESCRIPTION = ("Builds a tiered loss-weight mask from region masks (e.g. SAM / Sapiens segmentations): face over "
-                   "hair over body over background, with the guide's 8-bit levels 255 / 80 / 128 / 0 by default. "
-                   f"Output: {conventions.LOSS_WEIGHT}.")
+def _level(name: str, default: int) -> io.Input:
+    return io.Int.Input(f"{name}_level", default=default, min=0, max=255,
+                        tooltip=f"8-bit level of the {name} tier (255 = full training weight).")
+
+
+def _region(name: str) -> io.Input:
+    return io.Mask.Input(name, optional=True, tooltip=f"{name.capitalize()} region, > 0.5 = inside. 1 frame or one per frame.")
+
+
+class WanMaskLossTiers(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="WanMaskLossTiers",
+            display_name="Wan Mask Loss Tiers (face/body/hair)",
+            category=category("training"),
+            search_aliases=["loss tiers", "face body hair mask", "segmentation weights"],
+            description="Builds a tiered loss-weight mask from region masks (e.g. SAM / Sapiens segmentations): "
+                        "face over hair over body over background, with the guide's 8-bit levels 255 / 80 / 128 / 0 "
+                        f"by default. Output: {conventions.LOSS_WEIGHT}.",
+            inputs=[_level("face", TIERS["face"]), _level("body", TIERS["body"]), _level("hair", TIERS["hair"]),
+                    _level("background", TIERS["background"]), _region("face"), _region("body"), _region("hair")],
+            outputs=[io.Mask.Output(display_name="tiers", tooltip=
+                f"Tiered weights [frames,H,W] in [0,1] (level/255), {conventions.LOSS_WEIGHT}.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        level = lambda name, default: ("INT", {"default": default, "min": 0, "max": 255, "tooltip":  # noqa: E731
-                                               f"8-bit level of the {name} tier (255 = full training weight)."})
-        region = lambda name: ("MASK", {"tooltip": f"{name} region, > 0.5 = inside. 1 frame or one per frame."})  # noqa: E731
-        return {"required": {"face_level": level("face", TIERS["face"]), "body_level": level("body", TIERS["body"]),
-                             "hair_level": level("hair", TIERS["hair"]),
-                             "background_level": level("background", TIERS["background"])},
-                "optional": {"face": region("Face"), "body": region("Body"), "hair": region("Hair")}}
-
-    RETURN_TYPES = ("MASK",)
-    RETURN_NAMES = ("tiers",)
-    OUTPUT_TOOLTIPS = (f"Tiered weights [frames,H,W] in [0,1] (level/255), {conventions.LOSS_WEIGHT}.",)
-    FUNCTION = "compose"
-    CATEGORY = CATEGORY
-
-    def compose(self, face_level, body_level, hair_level, background_level, face=None, body=None, hair=None):
-        given = [m if m.dim() == 3 else m.unsqueeze(0) for m in (face, body, hair) if m is not None]
-        if not given:
-            raise ValueError("WanMaskLossTiers: connect at least one of face, body, hair (region masks, > 0.5 = inside).")
-        shape = (max(m.shape[0] for m in given), *given[0].shape[-2:])
+    def execute(cls, face_level, body_level, hair_level, background_level, face=None, body=None,
+                hair=None) -> io.NodeOutput:
+        regions = {"face": face, "body": body, "hair": hair}
         levels = {"face": face_level, "body": body_level, "hair": hair_level, "background": background_level}
-        return (compose_tiers(shape, face=face, body=body, hair=hair, tiers=levels),)
-
-
-NODE_CLASS_MAPPINGS = {"WanMaskLossWeights": WanMaskLossWeights, "WanMaskLossTiers": WanMaskLossTiers,
-                       "WanMaskTrainLoRA": WanMaskTrainLoRA}
-NODE_DISPLAY_NAME_MAPPINGS = {"WanMaskLossWeights": "Wan Mask Loss Weights (preview)",
-                              "WanMaskLossTiers": "Wan Mask Loss Tiers (face/body/hair)",
-                              "WanMaskTrainLoRA": "Wan Mask Train LoRA (masked loss)"}
+        return io.NodeOutput(compose_tiers(region_stack_shape(regions, "WanMaskLossTiers"), **regions, tiers=levels))

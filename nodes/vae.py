@@ -11,16 +11,16 @@ import logging
 
 import folder_paths
 import torch
+from comfy_api.latest import io
 
 from . import comfy_compat as compat
+from .inputs import category, precision_input, schema, tiling_inputs
 from ..vae.base import DTYPES, WanVAEBase
 from ..vae.images import image_to_video, video_to_image
 from ..vae.loading import build_wan_vae
 from ..vae.stream import StreamOptions
 
 log = logging.getLogger("WanMasking")
-CATEGORY = "WanMasking/vae"
-PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
 _ATTR = "_wanmask_streaming_vae"
 
 
@@ -75,115 +75,101 @@ def streaming_vae(vae):
     return streaming
 
 
-def _tiling_inputs():
-    return {
-        "tile_size": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 16, "tooltip":
-            "Spatial tile size in pixels (0 = no tiling). Each tile keeps its own causal cache for the whole "
-            "clip, so tiles never flicker in time. Multiple of 8 (Wan 2.1) or 16 (Wan 2.2)."}),
-        "overlap": ("INT", {"default": 64, "min": 0, "max": 1024, "step": 16, "tooltip":
-            "Feathered overlap between tiles in pixels (linear blend). Multiple of 8 / 16."}),
-        "temporal_chunk": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip":
-            "Latent frames per model call after frame 0 (1 = upstream streaming, flat memory). "
-            "Larger can be faster on big GPUs; memory grows with it. Results are the same."}),
-    }
-
-
-class WanMaskVAELoader:
-    DESCRIPTION = ("Loads a Wan 2.1 (16-ch) or Wan 2.2 5B (48-ch) VAE from the vae folder as a ComfyUI VAE that "
-                   "streams: one latent frame at a time with the causal cache, finished frames moved off the GPU. "
-                   "Native VAEDecode, VAEEncode and WanImageToVideo use it unchanged. Unlike native, a pixel clip "
-                   "whose frame count is not 1+4k raises an error instead of silently dropping frames.")
+class WanMaskVAELoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="WanMaskVAELoader",
+            display_name="Wan VAE Loader (streaming, causal)",
+            category=category("vae_loader"),
+            search_aliases=["load vae", "wan vae", "streaming vae", "low memory vae"],
+            description="Loads a Wan 2.1 (16-ch) or Wan 2.2 5B (48-ch) VAE from the vae folder as a ComfyUI VAE "
+                        "that streams: one latent frame at a time with the causal cache, finished frames moved off "
+                        "the GPU. Native VAEDecode, VAEEncode and WanImageToVideo use it unchanged. Unlike native, "
+                        "a pixel clip whose frame count is not 1+4k raises an error instead of silently dropping "
+                        "frames.",
+            inputs=[
+                io.Combo.Input("vae_name", options=folder_paths.get_filename_list("vae"), tooltip=
+                    "An official Wan VAE file (wan_2.1_vae.safetensors or wan2.2_vae.safetensors)."),
+                precision_input("decode_precision",
+                    "Decoder precision. auto: bf16 on a GPU that supports it (fine for decoding), else fp32. "
+                    "fp16 can overflow; that is detected and reported."),
+                precision_input("encode_precision",
+                    "Encoder precision. auto: fp32 (bf16 encoding measurably hurts latents)."),
+                io.Boolean.Input("cache_offload", default=False, tooltip=
+                    "Keep the causal feature cache in pinned CPU memory, copied back ahead of use on a side "
+                    "CUDA stream (saves several GB at 720p). No effect on results."),
+            ],
+            outputs=[io.Vae.Output(tooltip="A ComfyUI VAE that streams through this pack's causal Wan VAE.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "vae_name": (folder_paths.get_filename_list("vae"), {"tooltip": "An official Wan VAE file "
-                         "(wan_2.1_vae.safetensors or wan2.2_vae.safetensors)."}),
-            "decode_precision": (PRECISIONS, {"default": "auto", "tooltip":
-                "Decoder precision. auto: bf16 on a GPU that supports it (fine for decoding), else fp32. "
-                "fp16 can overflow; that is detected and reported."}),
-            "encode_precision": (PRECISIONS, {"default": "auto", "tooltip":
-                "Encoder precision. auto: fp32 (bf16 encoding measurably hurts latents)."}),
-            "cache_offload": ("BOOLEAN", {"default": False, "tooltip":
-                "Keep the causal feature cache in pinned CPU memory, copied back ahead of use on a side "
-                "CUDA stream (saves several GB at 720p). No effect on results."}),
-        }}
-
-    RETURN_TYPES = ("VAE",)
-    FUNCTION = "load"
-    CATEGORY = CATEGORY
-
-    def load(self, vae_name, decode_precision, encode_precision, cache_offload):
+    def execute(cls, vae_name, decode_precision, encode_precision, cache_offload) -> io.NodeOutput:
         sd, _, vae = compat.load_vae_file(vae_name)  # native attributes: ratios, latent format, devices
         model = build_wan_vae(sd, name=f"vae_name ({vae_name})")
-        return (attach_streaming_model(vae, model, decode_precision, encode_precision, cache_offload),)
+        return io.NodeOutput(attach_streaming_model(vae, model, decode_precision, encode_precision, cache_offload))
 
 
-class WanMaskVAEDecode:
-    DESCRIPTION = ("Decodes a Wan latent with the streaming causal VAE, with explicit spatial tiling and temporal "
-                   "chunking. Accepts the VAE from WanMaskVAELoader or a native Wan VAE (converted once). "
-                   "Output: 1+4(T-1) frames per latent, like native VAEDecode.")
+class WanMaskVAEDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="WanMaskVAEDecode",
+            display_name="Wan VAE Decode (streaming, tiled)",
+            category=category("vae"),
+            search_aliases=["vae decode", "tiled decode", "decode video", "low memory decode"],
+            description="Decodes a Wan latent with the streaming causal VAE, with explicit spatial tiling and "
+                        "temporal chunking. Accepts the VAE from WanMaskVAELoader or a native Wan VAE (converted "
+                        "once). Output: 1+4(T-1) frames per latent, like native VAEDecode.",
+            inputs=[
+                io.Latent.Input("samples", tooltip="Wan video latent [B,C,T,h,w]: 16 ch for Wan 2.1, 48 ch for Wan 2.2 5B."),
+                io.Vae.Input("vae", tooltip="A Wan VAE (WanMaskVAELoader, or native VAELoader)."),
+                *tiling_inputs(),
+            ],
+            outputs=[io.Image.Output(tooltip="The decoded frames [B*(1+4(T-1)), H, W, 3] in [0, 1].")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "samples": ("LATENT", {"tooltip": "Wan video latent [B,C,T,h,w]: 16 ch for Wan 2.1, 48 ch for Wan 2.2 5B."}),
-            "vae": ("VAE", {"tooltip": "A Wan VAE (WanMaskVAELoader, or native VAELoader)."}),
-            **_tiling_inputs(),
-        }}
-
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "decode"
-    CATEGORY = CATEGORY
-
-    def decode(self, samples, vae, tile_size, overlap, temporal_chunk):
+    def execute(cls, samples, vae, tile_size, overlap, temporal_chunk) -> io.NodeOutput:
         svae = streaming_vae(vae)
         z = samples["samples"]
         compat.load_vae_for(svae, svae.memory_used_decode(z.shape, None))
         video = svae.first_stage_model.decode(z, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
                                               progress=_progress_callback(),
                                               output_device=compat.intermediate_device())
-        return (video_to_image(video),)
+        return io.NodeOutput(video_to_image(video))
 
 
-class WanMaskVAEEncode:
-    DESCRIPTION = ("Encodes frames with the streaming causal VAE (frame 0, then groups of 4), with explicit spatial "
-                   "tiling and temporal chunking. The frame count must be 1+4k: choose 'pad' to repeat the last "
-                   "frame (with a warning) instead of an error. Pixels in IMAGE space [0, 1].")
+class WanMaskVAEEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="WanMaskVAEEncode",
+            display_name="Wan VAE Encode (streaming, tiled)",
+            category=category("vae"),
+            search_aliases=["vae encode", "tiled encode", "encode video"],
+            description="Encodes frames with the streaming causal VAE (frame 0, then groups of 4), with explicit "
+                        "spatial tiling and temporal chunking. The frame count must be 1+4k: choose 'pad' to "
+                        "repeat the last frame (with a warning) instead of an error. Pixels in IMAGE space [0, 1].",
+            inputs=[
+                io.Image.Input("pixels", tooltip="RGB frames [F,H,W,3] in [0,1]; F = 1+4k; H, W multiples of 8 "
+                                                 "(Wan 2.1) or 16 (Wan 2.2)."),
+                io.Vae.Input("vae", tooltip="A Wan VAE (WanMaskVAELoader, or native VAELoader)."),
+                *tiling_inputs(),
+                io.Combo.Input("frame_count", options=["error", "pad"], default="error", tooltip=
+                    "When the frame count is not 1+4k: error (default), or pad by repeating the last frame up to "
+                    "the next 1+4k (logged; trim after decoding). Native VAEEncode silently drops the extra "
+                    "frames."),
+            ],
+            outputs=[io.Latent.Output(tooltip="The Wan video latent [1, C, T, h, w].")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "pixels": ("IMAGE", {"tooltip": "RGB frames [F,H,W,3] in [0,1]; F = 1+4k; H, W multiples of 8 "
-                                            "(Wan 2.1) or 16 (Wan 2.2)."}),
-            "vae": ("VAE", {"tooltip": "A Wan VAE (WanMaskVAELoader, or native VAELoader)."}),
-            **_tiling_inputs(),
-            "frame_count": (["error", "pad"], {"default": "error", "tooltip":
-                "When the frame count is not 1+4k: error (default), or pad by repeating the last frame up to "
-                "the next 1+4k (logged; trim after decoding). Native VAEEncode silently drops the extra frames."}),
-        }}
-
-    RETURN_TYPES = ("LATENT",)
-    FUNCTION = "encode"
-    CATEGORY = CATEGORY
-
-    def encode(self, pixels, vae, tile_size, overlap, temporal_chunk, frame_count):
+    def execute(cls, pixels, vae, tile_size, overlap, temporal_chunk, frame_count) -> io.NodeOutput:
         svae = streaming_vae(vae)
         x = image_to_video(pixels)
         compat.load_vae_for(svae, svae.memory_used_encode(x.shape, None))
         z = svae.first_stage_model.encode(x, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
                                           pad_frames=frame_count == "pad", progress=_progress_callback(),
                                           output_device=compat.intermediate_device())
-        return ({"samples": z},)
-
-
-NODE_CLASS_MAPPINGS = {
-    "WanMaskVAELoader": WanMaskVAELoader,
-    "WanMaskVAEDecode": WanMaskVAEDecode,
-    "WanMaskVAEEncode": WanMaskVAEEncode,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "WanMaskVAELoader": "Wan VAE Loader (streaming, causal)",
-    "WanMaskVAEDecode": "Wan VAE Decode (streaming, tiled)",
-    "WanMaskVAEEncode": "Wan VAE Encode (streaming, tiled)",
-}
+        return io.NodeOutput({"samples": z})

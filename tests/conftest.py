@@ -1,13 +1,30 @@
-"""Shared fixtures: one real ComfyUI server per test session for tests/integration and
-tests/reliability (skipped with the reason when no ComfyUI is found). Unit tests never use them."""
+"""The repo root as one package, and shared fixtures.
+
+The repo root is a ComfyUI custom-node package; the tests import it the way ComfyUI does, as one
+package under a fixed name (``comfyui_wanmasking``), so every module of the pack uses relative
+imports and nothing here shadows ComfyUI's own ``nodes``. Importing the package loads nothing of
+ComfyUI (its ``comfy_entrypoint`` is lazy).
+
+Fixtures: one real ComfyUI server per test session for tests/integration and tests/reliability
+(skipped with the reason when no ComfyUI is found). Unit tests never use them.
+"""
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.comfy_server import ComfyServer, find_comfyui
+PACKAGE = "comfyui_wanmasking"
+ROOT = Path(__file__).resolve().parents[1]
+if PACKAGE not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    sys.modules[PACKAGE] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules[PACKAGE])
+
+from comfyui_wanmasking.tests.integration.comfy_server import ComfyServer, find_comfyui  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ._geometry import VaeGeometry
+from ..masking.geometry import VaeGeometry
 
 from .cache import FeatureCache
 from .tiling import Tile, blend_weights, plan_tiles

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._geometry import WAN21
+from ..masking.geometry import WAN21
 
 from .base import WanVAEBase
 from .cache import FeatureCache

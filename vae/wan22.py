@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from ._geometry import WAN22
+from ..masking.geometry import WAN22
 
 from .base import WanVAEBase
 from .cache import FeatureCache

@@ -30,7 +30,7 @@ from typing import Callable
 import einops
 import torch
 
-from ._masking import VaeGeometry
+from ..masking.geometry import VaeGeometry
 
 from .frames import check_length
 from .i2v import Encoder, _encode, frame_mask_to_concat_mask
@@ -66,6 +66,10 @@ class AnimateEmbeds:
     latent_frames: int
     trim_image: int = 0
     video_frame_offset: int = 0
+
+    def negative_face_pixels(self) -> torch.Tensor | None:
+        """The negative's face video: all -1 (no face), as native WanAnimateToVideo."""
+        return None if self.face_video_pixels is None else torch.full_like(self.face_video_pixels, -1.0)
 
 
 def check_background_pairing(bg_images, mask) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from ._masking import VaeGeometry
+from ..masking.geometry import VaeGeometry
 
 _INT = r"-?\d+"
 

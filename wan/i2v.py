@@ -28,7 +28,8 @@ from typing import Callable
 import einops
 import torch
 
-from ._masking import VaeGeometry, conventions
+from ..masking import conventions
+from ..masking.geometry import VaeGeometry
 
 from .frames import check_length, parse_indices
 from .images import fit_image
@@ -73,6 +74,16 @@ class I2VEmbeds:
         latent, or a latent whose four frames are all keyframes). Cells mixing given and generated
         frames are regenerated (a latent cell cannot be half kept)."""
         return (self.concat_mask.amax(dim=1, keepdim=True) > 0).float()
+
+    def given_latent(self, batch_size: int, like: torch.Tensor) -> dict:
+        """The LATENT that starts from the encoded frames (``keep_given_latents``): samples
+        [batch_size, C, T', h, w] in ``like``'s dtype and device, with :meth:`keep_noise_mask`."""
+        samples = self.concat_latent_image.to(like).repeat(batch_size, 1, 1, 1, 1)
+        return {"samples": samples, "noise_mask": self.keep_noise_mask().to(like)}
+
+    def frame_mask_video(self, height: int, width: int) -> torch.Tensor:
+        """:attr:`frame_mask` as a MASK [F, height, width] (1 = generated, 0 = given), for previews."""
+        return self.frame_mask[:, None, None].expand(-1, height, width).contiguous()
 
 
 def frame_mask_to_concat_mask(frame_mask: torch.Tensor, geometry: VaeGeometry, h: int, w: int) -> torch.Tensor:

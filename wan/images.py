@@ -12,7 +12,7 @@ import einops
 import torch
 import torch.nn.functional as F
 
-from ._masking import validate_mask
+from ..masking.mask_input import validate_mask
 
 log = logging.getLogger("WanMasking")
 

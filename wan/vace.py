@@ -24,7 +24,7 @@ import einops
 import torch
 import torch.nn.functional as F
 
-from ._masking import VaeGeometry, WAN21
+from ..masking.geometry import VaeGeometry, WAN21
 
 from .frames import check_length
 from .i2v import Encoder, _encode

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ._masking import FrameLayout, GEOMETRIES, VaeGeometry
+from ..masking.geometry import FrameLayout, GEOMETRIES, VaeGeometry
 
 Shape = tuple  # a tuple of ints
 

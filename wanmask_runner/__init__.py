@@ -9,6 +9,10 @@ Python API::
 
 Command line: ``python -m wanmask_runner WORKFLOW [--server URL | --comfyui PATH] [--set NODE.INPUT=VALUE]... [--out DIR]``.
 """
-from .api import RunResult, WorkflowError, run_workflow
+from .locate import import_pack
+
+import_pack()  # the pack's core (used by the demo) as comfyui_wanmasking, whichever way the runner was imported
+
+from .api import RunResult, WorkflowError, run_workflow  # noqa: E402
 
 __all__ = ["RunResult", "WorkflowError", "run_workflow"]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from masking.geometry import WAN21
-from masking.latent_mask import latent_mask_to_pixel, pixel_mask_to_latent
-from masking.preview import overlay_effective_mask
+from comfyui_wanmasking.masking.geometry import WAN21  # registered by wanmask_runner/__init__.py
+from comfyui_wanmasking.masking.latent_mask import latent_mask_to_pixel, pixel_mask_to_latent
+from comfyui_wanmasking.masking.preview import overlay_effective_mask
 
 from .demo_data import fast_motion_clip
 from .locate import HOW_TO_GET, REPO, find_comfyui

@@ -18,7 +18,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from wanmask_runner import locate
+from comfyui_wanmasking.wanmask_runner import locate
 
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent / "helper_nodes"

@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from wanmask_runner.demo import write_clip
-from wanmask_runner.demo_data import fast_motion_clip
-from wanmask_runner.tiny import tiny_graph
-from wanmask_runner.ui_twins import example_applies
-from wanmask_runner.workflow_format import declared_input_names
+from comfyui_wanmasking.wanmask_runner.demo import write_clip
+from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
+from comfyui_wanmasking.wanmask_runner.tiny import tiny_graph
+from comfyui_wanmasking.wanmask_runner.ui_twins import example_applies
+from comfyui_wanmasking.wanmask_runner.workflow_format import declared_input_names
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "example_workflows"

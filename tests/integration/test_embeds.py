@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.integration.comfy_server import execution_error
-from tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
+from comfyui_wanmasking.tests.integration.comfy_server import execution_error
+from comfyui_wanmasking.tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
 
 L, S = 17, 64  # 17 frames at 64x64 -> latent [1, 16, 5, 8, 8]
 T = 5

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.built_workflows import BUILT, built
-from tests.integration.test_frontend import LOAD_AND_INSPECT, UI_EXAMPLES, browser, dialogs  # noqa: F401
-from wanmask_runner.server_backend import ServerBackend
-from wanmask_runner.workflow_format import _version, declared_input_names, ui_to_api
+from comfyui_wanmasking.tests.integration.built_workflows import BUILT, built
+from comfyui_wanmasking.tests.integration.test_frontend import LOAD_AND_INSPECT, UI_EXAMPLES, browser, dialogs  # noqa: F401
+from comfyui_wanmasking.wanmask_runner.server_backend import ServerBackend
+from comfyui_wanmasking.wanmask_runner.workflow_format import _version, declared_input_names, ui_to_api
 
 HELD_BACK = ("video", "wan", "vace")  # templates kept out of this test (the acceptance set)
 SAMPLE = [

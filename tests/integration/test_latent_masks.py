@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from masking.geometry import WAN21
-from masking.latent_mask import latent_mask_to_pixel, pixel_mask_to_latent
-from tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
+from comfyui_wanmasking.masking.geometry import WAN21
+from comfyui_wanmasking.masking.latent_mask import latent_mask_to_pixel, pixel_mask_to_latent
+from comfyui_wanmasking.tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
 
 FRAMES, SIZE = 17, 64  # -> latent [1, 16, 5, 8, 8]
 
@@ -109,7 +109,7 @@ def test_bad_mask_frame_count_is_a_clear_node_error(server, io_dir):
     g.add("WanMaskTestSave", path=str(io_dir / "never.safetensors"), latent=masked)
     entry = server.run(g.prompt)
     assert entry["status"]["status_str"] == "error"
-    from tests.integration.comfy_server import execution_error
+    from comfyui_wanmasking.tests.integration.comfy_server import execution_error
     msg = execution_error(entry)
     assert "WanMaskToLatent" in msg and "mask: 16 frames" in msg and "17" in msg
     assert not (io_dir / "never.safetensors").exists()

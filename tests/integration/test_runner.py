@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.examples import (
+from comfyui_wanmasking.tests.integration.examples import (
     API_EXAMPLES, EXAMPLES, REPO, applies, for_this_comfyui, provide_media, tiny_example, write_tiny_example,
 )
-from wanmask_runner.demo import write_clip
-from wanmask_runner.demo_data import fast_motion_clip
-from wanmask_runner.workflow_format import check_against_object_info, ui_to_api
+from comfyui_wanmasking.wanmask_runner.demo import write_clip
+from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
+from comfyui_wanmasking.wanmask_runner.workflow_format import check_against_object_info, ui_to_api
 
 ZERO_COND = ("WanMaskTestZeroConditioning", {"tokens": 8})
 
@@ -133,8 +133,8 @@ def test_bad_set_syntax_exits_2(tmp_path, server):
 
 DEAD_WORKER_SCRIPT = r"""
 import sys, time
-from wanmask_runner.embedded_backend import EmbeddedBackend, WorkerDied
-from wanmask_runner.api import run_workflow
+from comfyui_wanmasking.wanmask_runner.embedded_backend import EmbeddedBackend, WorkerDied
+from comfyui_wanmasking.wanmask_runner.api import run_workflow
 backend = EmbeddedBackend.get(sys.argv[1], sys.argv[2:])
 assert backend.worker is not None and backend.worker.is_alive(), "the worker thread was not found"
 backend.server.prompt_queue.put(("not", "a queue item"))   # the worker dies on it (IndexError)

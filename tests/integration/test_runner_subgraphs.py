@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from tests.integration.built_workflows import built
-from tests.integration.test_runner import embedded_args, run_cli
+from comfyui_wanmasking.tests.integration.built_workflows import built
+from comfyui_wanmasking.tests.integration.test_runner import embedded_args, run_cli
 
 
 def latents(out):
@@ -37,7 +37,7 @@ def test_a_subgraph_workflow_runs_through_the_runner(server, tmp_path, mode):
 
 
 def test_a_bypassed_node_inside_a_subgraph_passes_its_input_through(server, tmp_path):
-    from wanmask_runner.api import run_workflow
+    from comfyui_wanmasking.wanmask_runner.api import run_workflow
 
     result = run_workflow(built("bypassed_node_inside"), server=server.url, out_dir=tmp_path, timeout=300)
     assert result.ok

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.integration.comfy_server import execution_error
-from tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
+from comfyui_wanmasking.tests.integration.comfy_server import execution_error
+from comfyui_wanmasking.tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
 
 FRAMES, SIZE = 17, 64  # -> latent [B, 16, 5, 8, 8]
 

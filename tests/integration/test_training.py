@@ -27,10 +27,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from masking.geometry import WAN21
-from masking.weights import latent_loss_weights
-from tests.integration.comfy_server import execution_error
-from tests.integration.graphs import Graph, tiny_t2v_model, zero_cond
+from comfyui_wanmasking.masking.geometry import WAN21
+from comfyui_wanmasking.masking.weights import latent_loss_weights
+from comfyui_wanmasking.tests.integration.comfy_server import execution_error
+from comfyui_wanmasking.tests.integration.graphs import Graph, tiny_t2v_model, zero_cond
 
 FRAMES, SIZE, T, CELLS = 9, 64, 3, 8          # pixel clip 9x64x64 -> latent [1, 16, 3, 8, 8]
 SIGMAS = "0.2,0.5"                            # evaluation noise levels (one batch item each)
@@ -285,7 +285,7 @@ def test_example_workflow_uses_existing_nodes_and_inputs(server):
     """The training example of this ComfyUI (masked_lora_training.json uses 0.33's SaveLoRA,
     masked_lora_training_comfyui_0_3.json 0.3.64's SaveLoRANode): every node exists here, gets all its
     required inputs and no unknown ones, and links point at existing nodes."""
-    from tests.integration.examples import API_EXAMPLES, applies
+    from comfyui_wanmasking.tests.integration.examples import API_EXAMPLES, applies
     info = server.get("/object_info")
     mine = [p for p in API_EXAMPLES if p.stem.startswith("masked_lora_training") and applies(p, info)]
     assert len(mine) == 1, mine

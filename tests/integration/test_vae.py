@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.integration.comfy_server import execution_error
-from tests.integration.graphs import Graph, tiny_t2v_model, tiny_vae, zero_cond
+from comfyui_wanmasking.tests.integration.comfy_server import execution_error
+from comfyui_wanmasking.tests.integration.graphs import Graph, tiny_t2v_model, tiny_vae, zero_cond
 
 FRAMES, SIZE = 9, 64  # -> latent [1, 16, 3, 8, 8]
 
@@ -179,7 +179,7 @@ def test_modules_equal_comfyui_native_wan_vaes_in_process(comfyui_path, kind):
     comfy.cli_args.args.cpu = True
     from comfy.ldm.wan import vae as native21, vae2_2 as native22
 
-    from vae.loading import build_wan_vae
+    from comfyui_wanmasking.vae.loading import build_wan_vae
 
     cfg = dict(dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True])
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from safetensors.torch import save_file
 
-from tests.integration.graphs import Graph, tiny_t2v_model, tiny_vae, zero_cond
+from comfyui_wanmasking.tests.integration.graphs import Graph, tiny_t2v_model, tiny_vae, zero_cond
 
 FRAMES, SIZE = 17, 64
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from tests.integration.comfy_server import execution_error
-from tests.integration.graphs import Graph
-from tests.reliability.corpus import CASES
+from comfyui_wanmasking.tests.integration.comfy_server import execution_error
+from comfyui_wanmasking.tests.integration.graphs import Graph
+from comfyui_wanmasking.tests.reliability.corpus import CASES
 
 
 def error_text(server, prompt) -> str:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.integration.graphs import Graph
+from comfyui_wanmasking.tests.integration.graphs import Graph
 
 TINY_VAE = "wan_tiny_vae.safetensors"
 

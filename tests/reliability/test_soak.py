@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.examples import write_tiny_example
-from wanmask_runner import run_workflow
+from comfyui_wanmasking.tests.integration.examples import write_tiny_example
+from comfyui_wanmasking.wanmask_runner import run_workflow
 
 RUNS, WARMUP = 50, 5
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from wanmask_runner.demo import effective_masks
-from wanmask_runner.demo_data import fast_motion_clip
+from comfyui_wanmasking.wanmask_runner.demo import effective_masks
+from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ import pytest
 import scipy.stats
 import torch
 
-from masking.differential import (
+from comfyui_wanmasking.masking.differential import (
     MODES, DifferentialMask, SigmaSchedule, apply_threshold, check_settings, flow_timestep, paste_kept,
     threshold_schedule, to_device,
 )

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from masking.geometry import WAN21, WAN22, FrameLayout, geometry_for_channels
+from comfyui_wanmasking.masking.geometry import WAN21, WAN22, FrameLayout, geometry_for_channels
 
 
 def test_frame_groups_are_frame0_alone_then_fours():

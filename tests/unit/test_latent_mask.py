@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masking.geometry import WAN21, WAN22
-from masking.latent_mask import (
+from comfyui_wanmasking.masking.geometry import WAN21, WAN22
+from comfyui_wanmasking.masking.latent_mask import (
     SPATIAL_MODES, TEMPORAL_MODES, latent_mask_to_pixel, pixel_mask_to_latent, validate_mask,
 )
 

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from masking.geometry import WAN21, WAN22, FrameLayout
-from masking.latent_mask import (
+from comfyui_wanmasking.masking.geometry import WAN21, WAN22, FrameLayout
+from comfyui_wanmasking.masking.latent_mask import (
     SPATIAL_MODES, TEMPORAL_MODES, grow, pixel_mask_to_latent, reduce_time, split_batch,
 )
-from masking.mask_input import validate_mask
+from comfyui_wanmasking.masking.mask_input import validate_mask
 
 log = logging.getLogger("WanMasking")
 
@@ -179,7 +179,7 @@ def test_non_contiguous_mask_equals_the_reference():
 
 
 def test_chunks_of_any_size_give_the_same_numbers(monkeypatch):
-    import masking.latent_mask as latent_mask
+    import comfyui_wanmasking.masking.latent_mask as latent_mask
     m = random_mask(2 * 25, 16, 24, seed=7)
     shape = (2, 16, 7, 2, 3)
     for temporal, spatial in (("max", "max"), ("mean", "area"), ("min", "bilinear"), ("max", "area")):
@@ -290,7 +290,7 @@ def test_validation_allocates_nothing_mask_sized():
 @pytest.mark.parametrize("temporal,spatial", [("max", "max"), ("mean", "area"), ("min", "min"), ("max", "area"),
                                               ("mean", "bilinear"), ("max", "nearest")])
 def test_conversion_makes_no_full_size_copy(temporal, spatial, monkeypatch):
-    import masking.latent_mask as latent_mask
+    import comfyui_wanmasking.masking.latent_mask as latent_mask
     monkeypatch.setattr(latent_mask, "CHUNK_PIXELS", 2 * 64 * 96)  # 2 latent frames per chunk
     m = torch.rand(33, 64, 96)
     biggest = largest_allocation(lambda: pixel_mask_to_latent(m, (1, 16, 9, 8, 12), WAN21, temporal, spatial))

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from wanmask_runner import cli
-from wanmask_runner.api import OutputPathError, output_destination, run_workflow
+from comfyui_wanmasking.wanmask_runner import cli
+from comfyui_wanmasking.wanmask_runner.api import OutputPathError, output_destination, run_workflow
 
 OBJECT_INFO = {"Save": {"input": {"required": {"prefix": ("STRING", {"default": "x"})}},
                         "input_order": {"required": ["prefix"]}, "output": [], "output_name": [],

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from masking.geometry import WAN21, WAN22
-from vae.loading import build_wan_vae
-from vae.wan21 import WanVAE21
-from vae.wan22 import WanVAE22, patchify, unpatchify
+from comfyui_wanmasking.masking.geometry import WAN21, WAN22
+from comfyui_wanmasking.vae.loading import build_wan_vae
+from comfyui_wanmasking.vae.wan21 import WanVAE21
+from comfyui_wanmasking.vae.wan22 import WanVAE22, patchify, unpatchify
 
 
 def small21(seed=0):

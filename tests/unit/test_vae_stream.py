@@ -5,10 +5,10 @@ import logging
 import pytest
 import torch
 
-from vae.cache import FeatureCache
-from vae.stream import NonFiniteOutputError, StreamInterrupted, StreamOptions, decode_video, encode_video, latent_chunks
-from vae.wan21 import WanVAE21
-from vae.wan22 import WanVAE22
+from comfyui_wanmasking.vae.cache import FeatureCache
+from comfyui_wanmasking.vae.stream import NonFiniteOutputError, StreamInterrupted, StreamOptions, decode_video, encode_video, latent_chunks
+from comfyui_wanmasking.vae.wan21 import WanVAE21
+from comfyui_wanmasking.vae.wan22 import WanVAE22
 
 
 def small21(seed=0, dim=8):

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from vae.images import image_to_video, video_to_image
-from vae.tiling import Tile, blend_weights, feather_weight, plan_tiles, tile_starts
+from comfyui_wanmasking.vae.images import image_to_video, video_to_image
+from comfyui_wanmasking.vae.tiling import Tile, blend_weights, feather_weight, plan_tiles, tile_starts
 
 
 def test_tile_starts_cover_the_axis_with_the_overlap():

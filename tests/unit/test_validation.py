@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from wan.validation import CondInfo, WanModelInfo, summarize_conds, validate_sampling
+from comfyui_wanmasking.wan.validation import CondInfo, WanModelInfo, summarize_conds, validate_sampling
 
 T2V = WanModelInfo("WAN21", in_channels=16, latent_channels=16)
 I2V = WanModelInfo("WAN21", in_channels=36, latent_channels=16, image_to_video=True)

@@ -4,9 +4,9 @@ import logging
 import pytest
 import torch
 
-from masking.geometry import WAN21
-from tests.unit.test_wan_fakes import FakeEncoder
-from wan.animate import FACE_SIZE, build_animate_embeds, check_background_pairing
+from comfyui_wanmasking.masking.geometry import WAN21
+from comfyui_wanmasking.tests.unit.test_wan_fakes import FakeEncoder
+from comfyui_wanmasking.wan.animate import FACE_SIZE, build_animate_embeds, check_background_pairing
 
 L, H, W = 17, 32, 32  # T = 5, latent 4x4
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from masking.geometry import WAN21, VaeGeometry
+from comfyui_wanmasking.masking.geometry import WAN21, VaeGeometry
 
 
 class FakeEncoder:

@@ -4,11 +4,11 @@ import logging
 import pytest
 import torch
 
-from masking.conventions import FILL_BLACK, FILL_GRAY
-from masking.geometry import WAN21, WAN22
-from tests.unit.test_wan_fakes import FakeEncoder
-from wan.frames import parse_indices, parse_ranges
-from wan.i2v import (
+from comfyui_wanmasking.masking.conventions import FILL_BLACK, FILL_GRAY
+from comfyui_wanmasking.masking.geometry import WAN21, WAN22
+from comfyui_wanmasking.tests.unit.test_wan_fakes import FakeEncoder
+from comfyui_wanmasking.wan.frames import parse_indices, parse_ranges
+from comfyui_wanmasking.wan.i2v import (
     MAX_TRAINED_LATENT_FRAMES, build_i2v_embeds, frame_mask_to_concat_mask, join_clip_vision_tokens, trim_latent,
 )
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from wan.temporal import keep_frames, temporal_mask
+from comfyui_wanmasking.wan.temporal import keep_frames, temporal_mask
 
 
 def test_keep_first_and_last_frames():

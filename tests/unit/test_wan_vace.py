@@ -4,9 +4,9 @@ import logging
 import pytest
 import torch
 
-from masking.geometry import WAN22
-from tests.unit.test_wan_fakes import FakeEncoder
-from wan.vace import binarize, build_vace_embeds, pack_vace_mask
+from comfyui_wanmasking.masking.geometry import WAN22
+from comfyui_wanmasking.tests.unit.test_wan_fakes import FakeEncoder
+from comfyui_wanmasking.wan.vace import binarize, build_vace_embeds, pack_vace_mask
 
 L, H, W = 17, 32, 32  # T = 5, latent 4x4
 

@@ -1,7 +1,7 @@
 """UI <-> API workflow conversion and --set overrides (no ComfyUI needed: a small object_info)."""
 import pytest
 
-from wanmask_runner.workflow_format import (
+from comfyui_wanmasking.wanmask_runner.workflow_format import (
     WorkflowFormatError, api_to_ui, apply_overrides, is_ui_format, ui_to_api,
 )
 

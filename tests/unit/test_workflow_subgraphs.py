@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from wanmask_runner.workflow_format import (
+from comfyui_wanmasking.wanmask_runner.workflow_format import (
     WorkflowFormatError, api_to_ui, apply_overrides, read_widgets, ui_to_api, _input_specs,
 )
 
