@@ -1,24 +1,19 @@
 """Builder overhead (VAE excluded) of this pack's embed builders vs ComfyUI 0.3.64's native nodes, side by
 side in one run under torch.inference_mode(), with the same cheap stand-in encoder. 81 frames 832x480, CPU.
 
-Usage: COMFYUI_PATH=/path/to/ComfyUI python benchmarks/embeds.py
+Usage: COMFYUI_PATH=/path/to/ComfyUI python benchmarks/run.py embeds
 """
-import os
-import sys
 import time
-from pathlib import Path
 
+import comfy.cli_args
 import torch
 
-sys.path.insert(0, os.environ["COMFYUI_PATH"])
-sys.path.append(str(Path(__file__).resolve().parents[1]))
-import comfy.cli_args  # noqa: E402
-
 comfy.cli_args.args.cpu = True
-from comfy_extras import nodes_wan
-from comfyui_wanmasking.masking.geometry import WAN21
-from comfyui_wanmasking.wan.i2v import build_i2v_embeds
-from comfyui_wanmasking.wan.vace import build_vace_embeds
+from comfy_extras import nodes_wan  # noqa: E402
+
+from ..masking.geometry import WAN21  # noqa: E402
+from ..wan.i2v import build_i2v_embeds  # noqa: E402
+from ..wan.vace import build_vace_embeds  # noqa: E402
 
 L, H, W = 81, 480, 832
 

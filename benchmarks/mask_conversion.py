@@ -12,7 +12,7 @@ Reported: median wall time and median process CPU time (all threads; on a shared
 the work done, though threads spinning at a barrier count too), each as a ratio to ``amax``, and the
 max abs difference of the new conversion from the old one.
 
-    python benchmarks/mask_conversion.py [--repeats 7] [--threads N] [--device cpu|cuda]
+    python benchmarks/run.py mask_conversion [--repeats 7] [--threads N] [--device cpu|cuda]
 
 The CUDA path (mask on the GPU, synchronize around each call) has not been run: no GPU here.
 """
@@ -25,16 +25,14 @@ import statistics
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import einops
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfyui_wanmasking.masking.geometry import WAN21  # noqa: E402
-from comfyui_wanmasking.masking.latent_mask import pixel_mask_to_latent, split_batch  # noqa: E402
+from ..masking.geometry import WAN21
+from ..masking.latent_mask import pixel_mask_to_latent, split_batch
 
 FRAMES, HEIGHT, WIDTH = 81, 720, 1280
 LATENT = (1, 16, 21, 90, 160)

@@ -9,7 +9,7 @@ and the one-off cost of turning an 81-frame 832x480 per-frame mask into latent w
 as median times (candidates interleaved each repeat) and ratios to native. The model's forward/backward, which dominates a training
 step, is not included (prior preservation adds one forward pass per step on top).
 
-    python benchmarks/mask_loss.py [--repeats 30] [--device cpu|cuda] [--threads 1]
+    python benchmarks/run.py mask_loss [--repeats 30] [--device cpu|cuda] [--threads 1]
 """
 from __future__ import annotations
 
@@ -19,16 +19,14 @@ import statistics
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfyui_wanmasking.masking.geometry import WAN21  # noqa: E402
-from comfyui_wanmasking.masking.mask_loss import MaskLossSettings  # noqa: E402
-from comfyui_wanmasking.masking.training import elementwise_loss, masked_training_loss  # noqa: E402
-from comfyui_wanmasking.masking.weights import latent_loss_weights  # noqa: E402
+from ..masking.geometry import WAN21
+from ..masking.mask_loss import MaskLossSettings
+from ..masking.training import elementwise_loss, masked_training_loss
+from ..masking.weights import latent_loss_weights
 
 
 def _timed(fn, device: str) -> float:

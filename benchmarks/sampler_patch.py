@@ -1,6 +1,6 @@
 """Benchmark: WanMaskSamplerPatch vs native DifferentialDiffusion in a real ComfyUI KSampler.
 
-Runs the tiny Wan T2V checkpoint (tests/integration/tiny_models.py) through ``comfy.sample.sample``
+Runs the tiny Wan T2V checkpoint (wanmask_runner/fixtures/tiny_checkpoints.py) through ``comfy.sample.sample``
 (what the KSampler node calls) with a soft latent noise mask, once with the model patched by our
 node and once with ComfyUI's own ``DifferentialDiffusion``, interleaved, under
 ``torch.inference_mode()``. Reports:
@@ -13,7 +13,7 @@ node and once with ComfyUI's own ``DifferentialDiffusion``, interleaved, under
 
 Usage::
 
-    COMFYUI_PATH=/work/ComfyUI python benchmarks/sampler_patch.py --models /tmp/tinym [--device cpu|cuda]
+    COMFYUI_PATH=/work/ComfyUI python benchmarks/run.py sampler_patch --models /tmp/tinym [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import importlib
 import os
 import platform
 import statistics
-import sys
 import time
 import types
 import warnings
@@ -30,12 +29,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
 SYNC_METHODS = ("item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
 
 
-def import_comfy(comfy_path: str, device: str):
-    sys.path.insert(0, comfy_path)
+def import_comfy(device: str):
     import comfy.cli_args
     if device == "cpu":
         comfy.cli_args.args.cpu = True
@@ -47,12 +44,8 @@ def import_comfy(comfy_path: str, device: str):
 
 
 def import_pack():
-    """The pack's sampler node, imported as a package without running the pack's root __init__."""
-    for name, path in (("wanmask_bench", REPO), ("wanmask_bench.nodes", REPO / "nodes")):
-        mod = types.ModuleType(name)
-        mod.__path__ = [str(path)]
-        sys.modules[name] = mod
-    return importlib.import_module("wanmask_bench.nodes.sampler")
+    """The pack's sampler node module (after ComfyUI is imported: nodes/ declares ComfyUI nodes)."""
+    return importlib.import_module("..nodes.sampler", __package__)
 
 
 class SyncCounter:
@@ -104,7 +97,6 @@ class SyncCounter:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--comfy", default=os.environ.get("COMFYUI_PATH", "/work/ComfyUI"))
     ap.add_argument("--models", default=os.environ.get("WANMASK_TEST_MODELS", "/tmp/tinym"))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=12)
@@ -119,14 +111,14 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    comfy = import_comfy(args.comfy, args.device)
+    comfy = import_comfy(args.device)  # ComfyUI from COMFYUI_PATH (benchmarks/run.py)
     from comfy_extras.nodes_differential_diffusion import DifferentialDiffusion
     sampler_nodes = import_pack()
     cuda = args.device == "cuda"
 
     model = comfy.sd.load_diffusion_model(str(Path(args.models) / "diffusion_models" / "wan_tiny_t2v.safetensors"))
     native = DifferentialDiffusion.execute(model, strength=1.0)[0]
-    ours = sampler_nodes.WanMaskSamplerPatch().patch(model, "timestep", 1.0, True, True)[0]
+    ours = sampler_nodes.WanMaskSamplerPatch.execute(model, "timestep", 1.0, True, True).result[0]
     if args.aa:  # control run: native against a second native clone, to show the timing noise floor
         ours = DifferentialDiffusion.execute(model, strength=1.0)[0]
 
@@ -202,8 +194,8 @@ def main():
             micro[name] = statistics.median(reps)
 
         # the once-per-call extras of the patch (validation, exact-keep paste), alone
-        from wanmask_bench.masking.differential import paste_kept
-        from wanmask_bench.wan.validation import summarize_conds, validate_sampling
+        from ..masking.differential import paste_kept
+        from ..wan.validation import summarize_conds, validate_sampling
         info = sampler_nodes.wan_model_info(model)
         reps = []
         for _ in range(20):

@@ -4,7 +4,7 @@ One run, under ``torch.inference_mode()``, side by side: time ratio (ours / nati
 (CPU: RSS sampled every 2 ms above the pre-run level; CUDA: ``max_memory_allocated`` above the
 pre-run level) and max abs difference. Random weights (fan-in scaled), real Wan 2.1 width.
 
-    COMFYUI_PATH=/work/ComfyUI python benchmarks/vae.py [--frames 17 --size 256] [--out FILE]
+    COMFYUI_PATH=/work/ComfyUI python benchmarks/run.py vae [--frames 17 --size 256] [--out FILE]
 
 CPU: decode and encode at the given size (default 17 frames 256x256, fp32), tiled vs untiled,
 offload vs none, and peak memory against clip length. With CUDA (not run where no GPU is
@@ -25,16 +25,9 @@ from pathlib import Path
 
 import torch
 
-if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-    # Fixed mmap threshold: every large tensor is mmapped and unmapped on free, so process RSS
-    # measures what each run allocates instead of glibc's reuse of earlier runs' heap.
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    os.execv(sys.executable, [sys.executable, *sys.argv])
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-COMFY = os.environ.get("COMFYUI_PATH", "/work/ComfyUI")
-sys.path.insert(0, COMFY)
+# benchmarks/run.py starts this with a fixed glibc mmap threshold (MALLOC_MMAP_THRESHOLD_), so process
+# RSS measures what each run allocates; ComfyUI comes from COMFYUI_PATH.
+COMFY = os.environ.get("COMFYUI_PATH", "")
 
 import comfy.cli_args  # noqa: E402
 import comfy.utils  # noqa: E402
@@ -43,8 +36,8 @@ if not torch.cuda.is_available():
     comfy.cli_args.args.cpu = True
 from comfy.ldm.wan.vae import WanVAE as NativeWanVAE  # noqa: E402
 
-from comfyui_wanmasking.masking.geometry import WAN21  # noqa: E402
-from comfyui_wanmasking.vae.loading import build_wan_vae  # noqa: E402
+from ..masking.geometry import WAN21  # noqa: E402
+from ..vae.loading import build_wan_vae  # noqa: E402
 
 
 def comfyui_version() -> str:

@@ -12,7 +12,7 @@ import node_helpers
 from comfy_api.latest import io
 
 from . import comfy_compat as compat
-from .inputs import MAX_RES, category, expert, first_error, schema, video_inputs, within
+from .inputs import MAX_RES, category, embeds_outputs, expert, first_error, schema, video_inputs, within
 from ..masking import conventions
 from ..masking.geometry import WAN21, geometry_for_channels
 from ..wan.animate import build_animate_embeds
@@ -103,9 +103,8 @@ class WanMaskI2VEmbeds(io.ComfyNode):
                     "clip_vision_end_image."),
             ],
             outputs=[
-                io.Conditioning.Output(display_name="positive", tooltip="Positive with concat_latent_image and concat_mask."),
-                io.Conditioning.Output(display_name="negative", tooltip="Negative, same embeds."),
-                io.Latent.Output(display_name="latent", tooltip="Empty latent with the right number of latent frames."),
+                *embeds_outputs("Positive with concat_latent_image and concat_mask.", "Negative, same embeds.",
+                                "Empty latent with the right number of latent frames."),
                 io.Mask.Output(display_name="temporal_mask", tooltip=
                     "Per pixel frame [F,H,W]: 1 = generated, 0 = given frame (for preview)."),
                 io.Int.Output(display_name="trim_end_latent", tooltip=
@@ -172,9 +171,8 @@ class WanMaskVaceEmbeds(io.ComfyNode):
                     "Reference image, prepended as one latent frame (trim it after sampling with trim_latent)."),
             ],
             outputs=[
-                io.Conditioning.Output(display_name="positive", tooltip="Positive with vace_frames, vace_mask, vace_strength appended."),
-                io.Conditioning.Output(display_name="negative", tooltip="Negative, same."),
-                io.Latent.Output(display_name="latent", tooltip="Empty latent (reference frame included)."),
+                *embeds_outputs("Positive with vace_frames, vace_mask, vace_strength appended.", "Negative, same.",
+                                "Empty latent (reference frame included)."),
                 io.Int.Output(display_name="trim_latent", tooltip=
                     "Latent frames to drop from the START after sampling (TrimVideoLatent)."),
             ],
@@ -270,9 +268,8 @@ class WanMaskAnimateEmbeds(io.ComfyNode):
                     "frames. A driving video that ends before it is an error."),
             ],
             outputs=[
-                io.Conditioning.Output(display_name="positive", tooltip="Positive with the Animate embeds."),
-                io.Conditioning.Output(display_name="negative", tooltip="Negative (face video all -1)."),
-                io.Latent.Output(display_name="latent", tooltip="Empty latent (reference frame included)."),
+                *embeds_outputs("Positive with the Animate embeds.", "Negative (face video all -1).",
+                                "Empty latent (reference frame included)."),
                 io.Int.Output(display_name="trim_latent", tooltip=
                     "Latent frames to drop from the START after sampling (the reference; TrimVideoLatent)."),
                 io.Int.Output(display_name="trim_image", tooltip=

@@ -85,6 +85,13 @@ def video_inputs(length_default: int = 81) -> list[io.Input]:
     ]
 
 
+def embeds_outputs(positive: str, negative: str, latent: str) -> list[io.Output]:
+    """positive, negative, latent: the outputs every embeds node opens with (tooltips given)."""
+    return [io.Conditioning.Output(display_name="positive", tooltip=positive),
+            io.Conditioning.Output(display_name="negative", tooltip=negative),
+            io.Latent.Output(display_name="latent", tooltip=latent)]
+
+
 def tiling_inputs() -> list[io.Input]:
     """tile_size, overlap, temporal_chunk of the streaming VAE's decode and encode."""
     return [

@@ -2,10 +2,11 @@
 building blocks (all reached through ``comfy_compat``): native adapters, optimizers, gradient
 checkpointing, training guider, bypass injection, seeded noise and sigma sampling.
 
-Only the sampler is ours: each step draws ``batch_size`` items, a sigma per item and noise as the
-native trainer does (indices and sigmas from a generator seeded with ``seed``, so runs repeat), and
-reduces the unreduced loss with the loss weights of the same items (masking/training.py). With
-prior preservation it runs a teacher pass with the trained adapters disabled. The weights travel
+Only the sampler is ours, and its step math lives in the core (masking/train_steps.py): each step
+draws ``batch_size`` items, a sigma per item and noise as the native trainer does (indices and
+sigmas from a generator seeded with ``seed``, so runs repeat), and reduces the unreduced loss with
+the loss weights of the same items. With prior preservation it runs a teacher pass with the trained
+adapters disabled. The weights travel
 inside the sampler object, never through ``denoise_mask`` (the guider would resize it and feed it
 to the model's extra conds).
 """
@@ -19,7 +20,7 @@ import torch
 
 from . import comfy_compat as compat
 from ..masking.mask_loss import MaskLossSettings
-from ..masking.training import elementwise_loss, masked_training_loss
+from ..masking.train_steps import MaskedLossLoop, optimizer_step
 
 log = logging.getLogger("WanMasking")
 
@@ -52,19 +53,23 @@ class TrainOptions:
 
 
 class MaskedTrainSampler(compat.sampler_base()):
+    """A ComfyUI sampler whose ``sample`` trains: it wires the guider's model, conditionings, noise and
+    sigmas into the core's masked-loss loop (masking/train_steps.py)."""
+
     def __init__(self, loss_name: str, optimizer, *, weights: torch.Tensor, settings: MaskLossSettings,
                  batch_size: int, grad_acc: int, total_steps: int, seed: int, training_dtype: torch.dtype,
                  grad_scaler=None, bypass_injections=None, mp=None):
-        self.elementwise = elementwise_loss(loss_name)
+        self.loop = MaskedLossLoop(weights, settings, loss_name, batch_size, grad_acc, total_steps, seed)
         self.optimizer = optimizer
-        self.weights = weights  # [N, 1, T, h, w], raw (gamma / floor applied in the reducer)
-        self.settings = settings
-        self.batch_size, self.grad_acc, self.total_steps, self.seed = batch_size, grad_acc, total_steps, seed
+        self.seed = seed
         self.training_dtype = training_dtype
         self.grad_scaler = grad_scaler
         self.bypass_injections, self.mp = bypass_injections, mp
-        self.curves = {"loss": [], "target_loss": [], "prior_loss": []}
         self.teacher_patched_modules = 0
+
+    @property
+    def curves(self) -> dict:
+        return self.loop.curves
 
     @contextlib.contextmanager
     def _teacher(self, model: torch.nn.Module):
@@ -85,53 +90,27 @@ class MaskedTrainSampler(compat.sampler_base()):
         cond = model_wrap.conds["positive"]
         n = sigmas.size(0)
         sampling = model_wrap.inner_model.model_sampling
-        weights = self.weights.to(latent_image.device)
-        rng = torch.Generator().manual_seed(self.seed)
-        bar = compat.progress_bar(self.total_steps)
-        for step in range(self.total_steps):
-            compat.throw_if_interrupted()
-            idx = torch.randperm(n, generator=rng)[:self.batch_size].tolist()
-            x0 = latent_image[idx]
-            eps = compat.random_noise(self.seed + step * 1000, x0).to(x0.device)
-            batch_sigmas = torch.tensor([sampling.percent_to_sigma(torch.rand((1,), generator=rng).item())
-                                         for _ in idx], device=x0.device)
-            xt = sampling.noise_scaling(batch_sigmas, eps, x0, False)
-            target = sampling.noise_scaling(torch.zeros_like(batch_sigmas), torch.zeros_like(eps), x0, False)
+
+        def predict(xt, batch_sigmas, idx):
             model_wrap.conds["positive"] = [cond[i] for i in idx]
-            batch_args = compat.batch_extra_args(extra_args, idx, n)
-
-            teacher = None
-            if self.settings.uses_prior:
-                with torch.no_grad(), self._teacher(model_wrap.inner_model), \
-                        torch.autocast(xt.device.type, dtype=self.training_dtype):
-                    teacher = model_wrap(xt, batch_sigmas, **batch_args).detach()
             with torch.autocast(xt.device.type, dtype=self.training_dtype):
-                prediction = model_wrap(xt, batch_sigmas, **batch_args)
-            loss, stats = masked_training_loss(prediction, target, weights[idx], self.settings,
-                                               self.elementwise, teacher)
-            scaled = loss / self.grad_acc
-            (self.grad_scaler.scale(scaled) if self.grad_scaler is not None else scaled).backward()
-            self.curves["loss"].append(loss.item())
-            self.curves["target_loss"].append(stats["target"])
-            self.curves["prior_loss"].append(stats["prior"])
-            if (step + 1) % self.grad_acc == 0:
-                self._optimizer_step()
-            bar.update(1)
-        return torch.zeros_like(latent_image)
+                return model_wrap(xt, batch_sigmas, **compat.batch_extra_args(extra_args, idx, n))
 
-    def _optimizer_step(self):
-        if self.grad_scaler is not None:
-            self.grad_scaler.unscale_(self.optimizer)
-        for group in self.optimizer.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.grad.data = p.grad.data.to(p.data.dtype)
-        if self.grad_scaler is not None:
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad()
+        def teacher(xt, batch_sigmas, idx):
+            with self._teacher(model_wrap.inner_model):
+                return predict(xt, batch_sigmas, idx)
+
+        def backward(loss):
+            (self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss).backward()
+
+        bar = compat.progress_bar(self.loop.total_steps)
+        self.loop.run(latent_image, predict=predict, teacher=teacher,
+                      noise=lambda step, x0: compat.random_noise(self.seed + step * 1000, x0),
+                      percent_to_sigma=sampling.percent_to_sigma,
+                      noise_scaling=lambda s, eps, x0: sampling.noise_scaling(s, eps, x0, False),
+                      backward=backward, optimizer_step=lambda: optimizer_step(self.optimizer, self.grad_scaler),
+                      before_step=compat.throw_if_interrupted, after_step=lambda: bar.update(1))
+        return torch.zeros_like(latent_image)
 
 
 @contextlib.contextmanager

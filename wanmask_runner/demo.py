@@ -23,11 +23,11 @@ from comfyui_wanmasking.masking.preview import overlay_effective_mask
 
 from .demo_data import fast_motion_clip
 from .locate import HOW_TO_GET, REPO, find_comfyui
-from .tiny import tiny_graph
+from .fixtures.tiny_graph import tiny_graph
 
 EXAMPLE = REPO / "example_workflows" / "api" / "t2v_fast_motion_inpaint.json"
 CACHE = REPO / ".cache"
-TINY_MODELS_SCRIPT = REPO / "wanmask_runner" / "tiny_models.py"
+TINY_MODELS_SCRIPT = REPO / "wanmask_runner" / "fixtures" / "tiny_checkpoints.py"
 REAL_MODELS = {"diffusion_models": "wan2.1_t2v_1.3B_fp16.safetensors", "vae": "wan_2.1_vae.safetensors",
                "text_encoders": "umt5_xxl_fp8_e4m3fn_scaled.safetensors"}
 CLIP_FILE, MASK_FILE = "wanmask_fast_motion.mp4", "wanmask_fast_motion_mask.mp4"

@@ -22,7 +22,7 @@ from comfyui_wanmasking.wanmask_runner import locate
 
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent / "helper_nodes"
-TINY_MODELS = REPO / "wanmask_runner" / "tiny_models.py"
+TINY_MODELS = REPO / "wanmask_runner" / "fixtures" / "tiny_checkpoints.py"
 
 
 def find_comfyui() -> tuple[Path | None, str]:
@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 
 def make_tiny_models(comfy: Path, models_dir: Path) -> None:
-    """Generate the tiny checkpoints once per models folder (again whenever tiny_models.py changes)."""
+    """Generate the tiny checkpoints once per models folder (again whenever tiny_checkpoints.py changes)."""
     stamp = hashlib.sha256(TINY_MODELS.read_bytes()).hexdigest()
     marker = models_dir / ".tiny_models_stamp"
     if marker.exists() and marker.read_text() == stamp:

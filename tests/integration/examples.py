@@ -9,7 +9,7 @@ from PIL import Image
 
 from comfyui_wanmasking.wanmask_runner.demo import write_clip
 from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
-from comfyui_wanmasking.wanmask_runner.tiny import tiny_graph
+from comfyui_wanmasking.wanmask_runner.fixtures.tiny_graph import tiny_graph
 from comfyui_wanmasking.wanmask_runner.ui_twins import example_applies
 from comfyui_wanmasking.wanmask_runner.workflow_format import declared_input_names
 

@@ -15,4 +15,5 @@ def test_demo_runs_the_t2v_example_embedded(comfyui_path, tmp_path):
     assert "tiny random-weight checkpoints" in r.stdout
     files = [p.name for p in tmp_path.rglob("*") if p.is_file()]  # the server's subfolders are kept
     assert any(f.endswith(".mp4") for f in files), files
-    assert sum(f.startswith("WanMaskPreview") for f in files) == 17
+    # WanMaskPreview's frames, saved by ComfyUI's own preview output (ui.PreviewImage: temp files)
+    assert sum("_temp_" in f and f.endswith(".png") for f in files) == 17, files

@@ -2,6 +2,8 @@
 differences, end-to-end sampling on the tiny I2V and VACE checkpoints, and errors before sampling."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -68,7 +70,8 @@ def test_nodes_are_listed_with_their_public_inputs(server):
     assert list(i2v_info["input"]["optional"])[:5] == ["start_image", "end_image", "keyframes", "keyframe_indices",
                                                        "clip_vision_output"]
     assert i2v_info["output"][:4] == ["CONDITIONING", "CONDITIONING", "LATENT", "MASK"]
-    assert i2v_info["input"]["required"]["null_fill"][0] == ["gray", "black"]
+    null_fill = i2v_info["input"]["required"]["null_fill"]  # V3 combo: ["COMBO", {"options": [...]}]
+    assert null_fill[0] == "COMBO" and null_fill[1]["options"] == ["gray", "black"]
     vace = info["WanMaskVaceEmbeds"]
     assert list(vace["input"]["required"])[:8] == ["positive", "negative", "vae", "width", "height", "length",
                                                    "batch_size", "strength"]
@@ -456,6 +459,11 @@ def test_bad_input_fails_before_sampling(server, media, io_dir, case, pattern):
                     batch_size=1, bg_images=img[0])
     sampled = ksampler(g, tiny_t2v_model(g, "i2v"), emb[0], emb[2], steps=1)
     g.add("WanMaskTestSave", path=str(io_dir / "never.safetensors"), latent=sampled)
+    if case in ("length", "keyframe"):  # bad widget values: refused by the node's validate_inputs, before the queue
+        code, body = server.submit(g.prompt)
+        assert code == 400 and pattern in json.dumps(body), body
+        assert body["node_errors"][emb.id]["class_type"] == emb_type(g, emb)
+        return
     entry = server.run(g.prompt)
     assert entry["status"]["status_str"] == "error"
     err = execution_error(entry)

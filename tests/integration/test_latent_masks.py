@@ -32,7 +32,7 @@ def test_nodes_are_listed_in_object_info(server):
     info = server.get("/object_info")
     to_latent = info["WanMaskToLatent"]["input"]["required"]
     assert list(to_latent) == ["samples", "mask", "temporal", "spatial", "grow"]
-    assert to_latent["temporal"][0] == ["max", "mean", "min", "trilinear"]
+    assert to_latent["temporal"][:1] == ["COMBO"] and to_latent["temporal"][1]["options"] == ["max", "mean", "min", "trilinear"]
     assert to_latent["temporal"][1]["default"] == "max"
     assert "1 = regenerate" in to_latent["mask"][1]["tooltip"]
     preview = info["WanMaskPreview"]

@@ -262,14 +262,16 @@ def test_validate_off_lets_native_errors_through(server, io_dir):
 
 
 NON_WAN_SCRIPT = r"""
-import importlib, logging, sys, types
-sys.path.insert(0, sys.argv[1])
+import importlib, importlib.util, logging, sys
+sys.path.insert(0, sys.argv[1])  # ComfyUI
 import comfy.cli_args
 comfy.cli_args.args.cpu = True
 import comfy.model_base
-for name, path in (("wanmask_t", sys.argv[2]), ("wanmask_t.nodes", sys.argv[2] + "/nodes")):
-    m = types.ModuleType(name); m.__path__ = [path]; sys.modules[name] = m
-sampler = importlib.import_module("wanmask_t.nodes.sampler")
+spec = importlib.util.spec_from_file_location("comfyui_wanmasking", sys.argv[2] + "/__init__.py",
+                                              submodule_search_locations=[sys.argv[2]])
+sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules[spec.name])
+sampler = importlib.import_module("comfyui_wanmasking.nodes.sampler")
 records = []
 logging.getLogger("WanMasking").addHandler(type("H", (logging.Handler,), {"emit": lambda s, r: records.append(r.getMessage())})())
 class FakePatcher:  # an SDXL-like model: not a comfy.model_base.WAN21
@@ -277,7 +279,7 @@ class FakePatcher:  # an SDXL-like model: not a comfy.model_base.WAN21
     def clone(self):
         raise AssertionError("a non-Wan model must not be cloned or patched")
 p = FakePatcher()
-out = sampler.WanMaskSamplerPatch().patch(p, "timestep", 1.0, True, True)[0]
+out = sampler.WanMaskSamplerPatch.execute(p, "timestep", 1.0, True, True).result[0]
 assert out is p, out
 assert len(records) == 1 and "SDXL is not a Wan model; passing it through unpatched" in records[0], records
 print("OK")

@@ -142,7 +142,7 @@ def test_nodes_mirror_the_native_trainer(server):
     assert ours["output_name"] == ["model_with_lora", "lora", "loss", "steps"]
     assert set(native["output"]) <= set(ours["output"])
     assert ours.get("output_is_list") in (None, [False] * 4)
-    assert ours["category"] == "WanMasking/training"
+    assert ours["category"] == native["category"] + "/wan masking"  # beside native Train LoRA
     weights = info["WanMaskLossWeights"]
     assert list(weights["input"]["required"]) == ["mask", "preset", "gamma", "min_weight", "width", "height"]
     assert weights["output"] == ["MASK", "IMAGE"]

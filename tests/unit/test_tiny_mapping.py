@@ -1,7 +1,7 @@
-"""wanmask_runner.tiny: real model file names map to the tiny checkpoint of the same kind."""
+"""wanmask_runner.fixtures.tiny_graph: real model file names map to the tiny checkpoint of the same kind."""
 import pytest
 
-from comfyui_wanmasking.wanmask_runner.tiny import TINY_T2V, tiny_unet_for
+from comfyui_wanmasking.wanmask_runner.fixtures.tiny_graph import TINY_T2V, tiny_unet_for
 
 
 @pytest.mark.parametrize("real,tiny", [
