@@ -17,7 +17,8 @@ DATA = Path(__file__).resolve().parent / "data"
 WIDGET_KEYS = ("default", "min", "max", "step", "multiline", "multiselect")
 
 
-def _input(spec) -> dict:
+def widget(spec) -> dict:
+    """One /object_info input spec as {type, options (combos), default, min, max, step, ...}."""
     kind, opts = spec[0], (spec[1] if len(spec) > 1 else {}) or {}
     out = {"type": "COMBO" if isinstance(kind, list) or kind == "COMBO" else kind}
     if out["type"] == "COMBO":
@@ -31,7 +32,7 @@ def _input(spec) -> dict:
 def contract(entry: dict) -> dict:
     """Inputs (section, name, type, widget options) in order, outputs in order, output_node, lists."""
     order = entry.get("input_order") or {s: list(v) for s, v in entry["input"].items()}
-    inputs = [{"section": section, "name": name, **_input(entry["input"][section][name])}
+    inputs = [{"section": section, "name": name, **widget(entry["input"][section][name])}
               for section in ("required", "optional") for name in order.get(section, [])]
     return {"inputs": inputs,
             "outputs": [{"type": t, "name": n, "is_list": bool(lst)} for t, n, lst in

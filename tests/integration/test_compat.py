@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from comfyui_wanmasking.tests.integration.node_contracts import widget
+
 COMPAT = Path(__file__).resolve().parents[2] / "nodes" / "comfy_compat.py"
 
 
@@ -42,6 +44,6 @@ def test_the_pack_loads_through_the_boundary_on_the_server(server):
     assert ours[len(theirs):] == ["gamma", "min_weight", "prior_preservation_weight", "prior_mask_threshold",
                                   "normalize_per_sample", "require_mask"]
     assert "loss_mask" in info["input"]["optional"]
-    for name in theirs:
-        assert info["input"]["required"][name][0] == native["input"]["required"][name][0], name
+    for name in theirs:  # same type, options and widget bounds (a V1 combo list equals a V3 COMBO)
+        assert widget(info["input"]["required"][name]) == widget(native["input"]["required"][name]), name
     assert info["output"] == ["MODEL", "LORA_MODEL", "LOSS_MAP", "INT"]
