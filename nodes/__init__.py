@@ -1,7 +1,7 @@
 """ComfyUI adapters: each module declares one family of nodes; no tensor math lives here."""
-from . import embeds, latent_masks, sampler, training, vae
+from . import context_windows, embeds, latent_masks, sampler, training, vae
 
-MODULES = (latent_masks, embeds, vae, sampler, training)
+MODULES = (latent_masks, embeds, vae, sampler, training, context_windows)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
