@@ -772,9 +772,24 @@ def self_check() -> dict[str, str]:
         import comfy.sd
         assert callable(comfy.sd.load_lora_for_models)
 
+    def context_windows():
+        import comfy.context_windows as cw
+        import comfy.samplers
+        for fn in ("IndexListContextWindow", "get_context_weights", "create_prepare_sampling_wrapper"):
+            assert hasattr(cw, fn), f"comfy.context_windows.{fn} is missing"
+        assert "context_handler" in inspect.getsource(comfy.samplers.calc_cond_batch), \
+            "calc_cond_batch no longer reads model_options['context_handler']"
+        node = _native_context_windows_nodes().WanContextWindowsManualNode
+        defaults = {i.id: i.default if getattr(i, "default", None) is not None else getattr(i, "options", [None])[0]
+                    for i in node.define_schema().inputs if i.id != "model"}
+        handler = native_wan_context_handler(**defaults)
+        for attr in ("dim", "context_length", "context_overlap", "fuse_method", "set_step", "get_context_windows"):
+            assert hasattr(handler, attr), f"native context handler has no {attr}"
+
     check("prompt queue (POST /prompt handler)", server_routes)
     check("sampler wrappers and denoise-mask function", sampler_wrappers)
     check("Wan model base class", wan_model)
     check("comfy.sd.VAE wiring", vae_wiring)
     check("LoRA trainer building blocks", trainer)
+    check("context windows (handler protocol, native schedule and fuse)", context_windows)
     return found

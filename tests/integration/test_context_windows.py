@@ -206,6 +206,50 @@ def test_t2v_noise_mask_equals_native_and_keeps_exactly(server, info, io_dir):
     assert torch.equal(ours[kept], x0[kept]) and (ours[~kept] - x0[~kept]).abs().mean() > 1e-2
 
 
+@pytest.mark.parametrize("fuse,schedule", [("flat", "standard_static"), ("overlap-linear", "standard_uniform"),
+                                            ("relative", "standard_static"), ("pyramid", "looped_uniform"),
+                                            ("pyramid", "batched")])
+def test_every_schedule_and_fuse_method_equals_native_on_t2v(server, info, io_dir, fuse, schedule):
+    """Native's own schedules and fuse weights, reused: the same windows and the same fused result."""
+    g = Graph()
+    latent, cond = g.add("EmptyHunyuanLatentVideo", width=S, height=S, length=L, batch_size=1), zero_cond(g)
+    model = tiny_t2v_model(g)
+    for name, ours in (("ours", True), ("native", False)):
+        win = windows(g, info, model, ours=ours, fuse_method=fuse, context_schedule=schedule)
+        g.add("WanMaskTestSave", path=str(io_dir / f"{name}.safetensors"), latent=ksampler(g, win, cond, latent, steps=2))
+    server.run_ok(g.prompt)
+    assert torch.equal(read(io_dir, "ours")["samples"], read(io_dir, "native")["samples"])
+
+
+def test_retain_first_frame_lands_on_the_windows_first_frame_not_the_anchor(server, info, io_dir):
+    """retain_first_frame (0.33): frame 0's conditioning replaces each window's first own frame's; the anchor
+    keeps its own, so the model's input and conditioning agree there. Native puts it on the anchor."""
+    if "retain_first_frame" not in native_defaults(info):
+        pytest.skip("this ComfyUI's Wan context windows have no retain_first_frame")
+    paths = media(io_dir)
+    g = Graph()
+    emb = i2v_embeds(g, paths, "start")
+    base = tiny_t2v_model(g, "i2v")
+    sample(g, io_dir, "full", record(g, base, io_dir / "full"), emb, steps=1)
+    for name, ours in (("ours", True), ("native", False)):
+        win = windows(g, info, record(g, base, io_dir / name), ours=ours, retain_first_frame=True)
+        sample(g, io_dir, name, win, emb, steps=1)
+    server.run_ok(g.prompt)
+    full = calls(io_dir / "full")[0][0]["c_concat"]
+    checked = 0
+    for (o, meta), (n, native_meta) in zip(calls(io_dir / "ours"), calls(io_dir / "native")):
+        anchor = native_meta["anchor"]
+        assert meta["index_list"] == native_meta["index_list"]
+        if anchor is None or anchor < 0:
+            continue
+        assert meta["x_indices"][0] == anchor
+        assert torch.equal(o["c_concat"][:, :, 0], full[:, :, anchor])  # the anchor's own conditioning
+        assert torch.equal(o["c_concat"][:, :, 1], full[:, :, 0])  # frame 0's on the first own frame
+        assert torch.equal(n["c_concat"][:, :, 0], full[:, :, 0])  # native: frame 0's on the anchor
+        checked += 1
+    assert checked >= 2
+
+
 @pytest.mark.parametrize("case", list(I2V_CASES))
 def test_i2v_windows_slice_exactly_and_equal_native_where_it_runs(server, info, io_dir, case):
     """Exact slicing (guides off): every window's c_concat is the full clip's at exactly the window's frames
