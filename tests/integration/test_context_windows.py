@@ -386,3 +386,45 @@ def test_conditioning_for_another_length_is_still_a_clear_error(server, info, io
     msg = execution_error(entry)
     assert "built for 8 latent frames but the latent has 9" in msg, msg
     assert not (io_dir / "never.safetensors").exists()
+
+
+def test_animate_pose_and_face_follow_the_windows_on_the_animate_model(server, info, io_dir):
+    """The tiny Wan-Animate model, 13 frames (reference + 4 clip latents) in windows of 3 latent frames, with
+    continue_motion and guides: the pose latents and face pixels each window gets are the full clip's for
+    exactly its frames after position 0 (pose: latent i -> entry i-1; face: 4 pixel frames per latent), with
+    the reference (no pose, no face) as the last guide."""
+    g0 = torch.Generator().manual_seed(4)
+    length = 13
+    paths = {}
+    for name, tensors in {"drive": {"image": torch.rand(length, S, S, 3, generator=g0)},
+                          "face": {"image": torch.rand(length, 32, 32, 3, generator=g0)},
+                          "ref": {"image": torch.rand(1, S, S, 3, generator=g0)},
+                          "motion": {"image": torch.rand(5, S, S, 3, generator=g0)}}.items():
+        paths[name] = str(io_dir / f"{name}.safetensors")
+        save_file(tensors, paths[name])
+    g = Graph()
+    vae, cond = tiny_vae(g), zero_cond(g)
+    emb = g.add("WanMaskAnimateEmbeds", positive=cond, negative=cond, vae=vae, width=S, height=S, length=length,
+                batch_size=1, reference_image=load(g, paths["ref"])[0], pose_video=load(g, paths["drive"])[0],
+                face_video=load(g, paths["face"])[0], continue_motion=load(g, paths["motion"])[0],
+                continue_motion_max_frames=5)
+    base = tiny_t2v_model(g, "animate")
+    sample(g, io_dir, "full", record(g, base, io_dir / "full"), emb, steps=1)
+    win = windows(g, info, record(g, base, io_dir / "guided"), guides=True, context_length=9, context_overlap=4)
+    sample(g, io_dir, "guided", win, emb, steps=1)
+    server.run_ok(g.prompt, timeout=1200)
+    full = calls(io_dir / "full")[0][0]
+    t = full["x"].shape[2]
+    assert t == 5 and full["pose_latents"].shape[2] == t - 1 and full["face_pixel_values"].shape[2] == length
+    recorded = calls(io_dir / "guided")
+    assert len(recorded) >= 2
+    for tensors, meta in recorded:
+        idx = meta["x_indices"]
+        assert idx[-1] == 0 or 0 in meta["index_list"], meta  # the reference: in the window or the last guide
+        assert {1, 2} <= set(idx), meta  # the motion frames' latents (clip latents 0 and 1)
+        assert torch.equal(tensors["c_concat"], full["c_concat"][:, :, idx])
+        entries = [i - 1 for i in idx[1:] if i >= 1]
+        assert torch.equal(tensors["pose_latents"], full["pose_latents"][:, :, entries]), meta
+        frames = [4 * j + k for j in entries for k in range(4) if 4 * j + k < length]
+        assert torch.equal(tensors["face_pixel_values"], full["face_pixel_values"][:, :, frames]), meta
+    assert torch.isfinite(read(io_dir, "guided")["samples"]).all()
