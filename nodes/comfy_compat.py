@@ -12,6 +12,11 @@ Tested against ComfyUI 0.3.64 and 0.33.0. Known differences it bridges:
   them: :func:`post_prompt` calls the running server's own ``POST /prompt`` handler.
 * the guider resizes the noise mask to the latent before (0.33) or inside (0.3.64) the OUTER_SAMPLE
   wrappers: :func:`raw_denoise_mask` gives the sampler patch the mask as the user made it.
+* context windows: 0.3.64's handler slices only conditionings with fewer dims than the window dim, so
+  Wan's 5-D ``c_concat`` and 6-D ``vace_context`` reach the model whole; 0.33 slices them (with an anchor
+  frame before each window) and converts overlaps differently. :class:`WanMaskContextHandler` composes
+  the running version's own handler (built by its own node) for schedules, steps, fuse weights and
+  FreeNoise; :func:`native_window_slicing` probes what a native handler slices.
 * ``TrainLoraNode``: a V1 node with ``train()`` (0.3.64) or a V3 ``io.ComfyNode`` with list inputs,
   bucket and bypass modes (0.33). This pack's trainer (nodes/lora_trainer.py) is its own sampler on
   the native building blocks below; the node's inputs mirror the native node of the running version.
