@@ -119,6 +119,14 @@ def sample(g, io_dir, name, model, emb, steps=2):
     return out
 
 
+def record_three_ways(g, io_dir, info, base, emb):
+    """Recorded runs of the embeds: without windows (1 step, the full clip's conditionings), in our windows
+    with exact slicing ("ours") and with given frames as guides ("guided")."""
+    sample(g, io_dir, "full", record(g, base, io_dir / "full"), emb, steps=1)
+    sample(g, io_dir, "ours", windows(g, info, record(g, base, io_dir / "ours")), emb)
+    sample(g, io_dir, "guided", windows(g, info, record(g, base, io_dir / "guided"), guides=True), emb)
+
+
 def read(io_dir, name):
     return load_file(str(io_dir / f"{name}.safetensors"))
 
@@ -322,9 +330,7 @@ def test_vace_with_reference_under_windows(server, info, io_dir):
     g = Graph()
     emb = vace_embeds(g, paths)
     base = tiny_t2v_model(g, "vace")
-    sample(g, io_dir, "full", record(g, base, io_dir / "full"), emb, steps=1)
-    sample(g, io_dir, "ours", windows(g, info, record(g, base, io_dir / "ours")), emb)
-    sample(g, io_dir, "guided", windows(g, info, record(g, base, io_dir / "guided"), guides=True), emb)
+    record_three_ways(g, io_dir, info, base, emb)
     server.run_ok(g.prompt)
     full = calls(io_dir / "full")[0][0]
     assert full["vace_context"].shape[3] == T + 1
@@ -356,9 +362,7 @@ def test_animate_continue_motion_under_windows(server, info, io_dir):
                 batch_size=1, reference_image=load(g, paths["ref"])[0], continue_motion=load(g, paths["motion"])[0],
                 continue_motion_max_frames=5)
     base = tiny_t2v_model(g, "i2v")
-    sample(g, io_dir, "full", record(g, base, io_dir / "full"), emb, steps=1)
-    sample(g, io_dir, "ours", windows(g, info, record(g, base, io_dir / "ours")), emb)
-    sample(g, io_dir, "guided", windows(g, info, record(g, base, io_dir / "guided"), guides=True), emb)
+    record_three_ways(g, io_dir, info, base, emb)
     server.run_ok(g.prompt)
     full = calls(io_dir / "full")[0][0]
     assert full["c_concat"].shape[2] == T
