@@ -689,9 +689,14 @@ def install_context_windows(model_patcher, native, windowing):
 
 
 def native_window_slicing(model_patcher) -> dict[str, bool] | None:
-    """None unless the model samples in native context windows (not WanMaskContextWindows); then whether
-    native's handler slices a Wan I2V concat (5-D ``c_concat``, time dim 2) and a VACE context (6-D
-    ``vace_context``, time dim 3) to the window. Probed on small tensors, on a copy of the handler."""
+    """None unless the model samples in native context windows (not WanMaskContextWindows); then what
+    native's handler does, probed on small tensors with a copy of it:
+
+    * ``c_concat``: it slices a Wan I2V concat (5-D, time dim 2) to the window;
+    * ``vace_context``: it slices a VACE context (6-D, time dim 3);
+    * ``retain_on_anchor``: with its retained frames (``retain_first_frame``) and an anchor frame before the
+      window, frame 0's conditioning lands on the anchor, where the latent is another frame.
+    """
     import copy
 
     import comfy.conds
@@ -699,15 +704,18 @@ def native_window_slicing(model_patcher) -> dict[str, bool] | None:
     handler = getattr(model_patcher, "model_options", {}).get("context_handler")
     if handler is None or isinstance(handler, WanMaskContextHandler) or not hasattr(handler, "get_resized_cond"):
         return None
-    dim = getattr(handler, "dim", 2)
-    t = 4
+    dim, t = getattr(handler, "dim", 2), 5
     x = torch.zeros(1, 16, t, 2, 2)
-    conds = [{"model_conds": {"c_concat": comfy.conds.CONDNoiseShape(torch.zeros(1, 20, t, 2, 2)),
+    frames = torch.arange(t, dtype=torch.float32).reshape(1, 1, t, 1, 1)
+    conds = [{"model_conds": {"c_concat": comfy.conds.CONDNoiseShape(frames.expand(1, 20, t, 2, 2).clone()),
                               "vace_context": comfy.conds.CONDRegular(torch.zeros(1, 1, 96, t, 2, 2))}}]
     kwargs = {"dim": dim}
     if "total_frames" in inspect.signature(cw.IndexListContextWindow.__init__).parameters:
         kwargs["total_frames"] = t
-    window = cw.IndexListContextWindow([0, 1], **kwargs)
+    window = cw.IndexListContextWindow([2, 3], **kwargs)
+    anchor = bool(getattr(handler, "causal_window_fix", False))
+    if anchor:
+        window.causal_anchor_index = 1
     probe = copy.copy(handler)
     probe._model = getattr(model_patcher, "model", None)
     try:
@@ -715,7 +723,10 @@ def native_window_slicing(model_patcher) -> dict[str, bool] | None:
     except Exception as e:  # a handler this probe does not understand: say nothing rather than guess
         log.debug("native context-window probe failed: %s", e)
         return None
-    return {"c_concat": mc["c_concat"].cond.shape[2] == 2, "vace_context": mc["vace_context"].cond.shape[3] == 2}
+    concat = mc["c_concat"].cond
+    sliced = concat.shape[2] != t
+    return {"c_concat": sliced, "vace_context": mc["vace_context"].cond.shape[3] != t,
+            "retain_on_anchor": sliced and anchor and float(concat[0, 0, 0, 0, 0]) == 0.0}
 
 
 # ============================================================================================

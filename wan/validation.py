@@ -327,6 +327,12 @@ def native_window_warnings(slices: dict[str, bool], conds: list[CondInfo]) -> li
             "window, so the model gets the whole clip's conditioning beside one window's latent and sampling fails "
             "('Sizes of tensors must match' / 'The size of tensor a ... must match'). Fix: use WanMaskContextWindows "
             "(the same inputs) instead of WanContextWindowsManual.")
+    elif slices.get("retain_on_anchor") and (has_concat or has_vace):
+        out.append(
+            "context windows: native context windows with retain_first_frame put frame 0's conditioning on each "
+            "window's anchor (the frame before the window, which the model sees as another frame), not on the "
+            "window's first frame. Fix: use WanMaskContextWindows (the same inputs), which puts it on the window's "
+            "first own frame.")
     elif has_concat or has_vace:
         out.append(
             "context windows: native context windows give each window only its own frames' conditioning, so a given "

@@ -257,6 +257,12 @@ def test_retain_first_frame_lands_on_the_windows_first_frame_not_the_anchor(serv
         checked += 1
     assert checked >= 2
 
+    g = Graph()
+    win = windows(g, info, patch(g, tiny_t2v_model(g, "i2v")), ours=False, retain_first_frame=True)
+    sample(g, io_dir, "warned", win, i2v_embeds(g, paths, "start"), steps=1)
+    server.run_ok(g.prompt)
+    assert "retain_first_frame put frame 0's conditioning on each window's anchor" in server.log_tail(400)
+
 
 @pytest.mark.parametrize("case", list(I2V_CASES))
 def test_i2v_windows_slice_exactly_and_equal_native_where_it_runs(server, info, io_dir, case):

@@ -185,4 +185,6 @@ def test_native_window_warnings_name_the_failing_conditioning_and_the_fix():
     assert "do not cut the VACE context and mask" in msg
     (msg,) = native_window_warnings({"c_concat": True, "vace_context": True}, i2v)
     assert "conditions only the windows" in msg and "given_frames_as_guides" in msg
+    (msg,) = native_window_warnings({"c_concat": True, "vace_context": True, "retain_on_anchor": True}, i2v)
+    assert "retain_first_frame put frame 0's conditioning on each window's anchor" in msg
     assert native_window_warnings(cannot, [CondInfo()]) == []  # T2V: native windows are fine
