@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .context_windows import WanMaskContextWindows
 from .embeds import WanMaskAnimateEmbeds, WanMaskI2VEmbeds, WanMaskTemporal, WanMaskTrimLatent, WanMaskVaceEmbeds
 from .latent_masks import WanMaskPreview, WanMaskToLatent
 from .sampler import WanMaskSamplerPatch
@@ -14,7 +15,7 @@ NODES: list[type[io.ComfyNode]] = [
     WanMaskToLatent, WanMaskPreview,
     WanMaskI2VEmbeds, WanMaskVaceEmbeds, WanMaskTemporal, WanMaskAnimateEmbeds, WanMaskTrimLatent,
     WanMaskVAELoader, WanMaskVAEDecode, WanMaskVAEEncode,
-    WanMaskSamplerPatch,
+    WanMaskSamplerPatch, WanMaskContextWindows,
     WanMaskLossWeights, WanMaskLossTiers, WanMaskTrainLoRA,
 ]
 

@@ -9,7 +9,7 @@ from . import comfy_compat as compat
 from .inputs import category, expert, schema
 from ..masking import conventions
 from ..masking.differential import MODES, DifferentialMask, check_settings, paste_kept, to_device
-from ..wan.validation import WanModelInfo, summarize_conds, validate_sampling
+from ..wan.validation import WanModelInfo, native_window_warnings, summarize_conds, validate_sampling
 
 log = logging.getLogger("WanMasking")
 WRAPPER_KEY = "WanMaskSamplerPatch"
@@ -48,8 +48,11 @@ class _Patch:
             info = wan_model_info(guider.model_patcher)
             if info is not None:
                 raw = compat.raw_denoise_mask(guider, mask)  # as the user made it, before any resizing
-                found = validate_sampling(info, tuple(noise.shape), None if raw is None else tuple(raw.shape),
-                                          summarize_conds(getattr(guider, "conds", {})))
+                conds = summarize_conds(getattr(guider, "conds", {}))
+                found = validate_sampling(info, tuple(noise.shape), None if raw is None else tuple(raw.shape), conds)
+                slices = compat.native_window_slicing(guider.model_patcher)  # None unless native windows
+                if slices is not None:
+                    found.warnings += native_window_warnings(slices, conds)
                 for w in found.warnings:
                     log.warning("WanMaskSamplerPatch: %s", w)
         if mask is not None:

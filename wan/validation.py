@@ -309,3 +309,34 @@ def validate_sampling(model: WanModelInfo, latent: Shape, noise_mask: Shape | No
             raise ValueError(f"{head}: {errors[0]}")
         raise ValueError(head + ":\n" + "\n".join(f"- {e}" for e in errors))
     return found
+
+
+def native_window_warnings(slices: dict[str, bool], conds: list[CondInfo]) -> list[str]:
+    """Warnings for native context windows (WanContextWindowsManual / ContextWindowsManual) with Wan
+    conditionings, from what native's handler was found to slice (``slices``: ``{"c_concat": bool,
+    "vace_context": bool}``, probed on the running ComfyUI)."""
+    out: list[str] = []
+    has_concat = any(ci.concat_image is not None for ci in conds)
+    has_vace = any(ci.vace_frames or ci.vace_masks for ci in conds)
+    broken = [name for name, present, key in (
+        ("the I2V concat image and mask (start/end image, keyframes, Animate)", has_concat, "c_concat"),
+        ("the VACE context and mask", has_vace, "vace_context")) if present and not slices.get(key, True)]
+    if broken:
+        out.append(
+            f"context windows: native context windows on this ComfyUI do not cut {' or '.join(broken)} to each "
+            "window, so the model gets the whole clip's conditioning beside one window's latent and sampling fails "
+            "('Sizes of tensors must match' / 'The size of tensor a ... must match'). Fix: use WanMaskContextWindows "
+            "(the same inputs) instead of WanContextWindowsManual.")
+    elif slices.get("retain_on_anchor") and (has_concat or has_vace):
+        out.append(
+            "context windows: native context windows with retain_first_frame put frame 0's conditioning on each "
+            "window's anchor (the frame before the window, which the model sees as another frame), not on the "
+            "window's first frame. Fix: use WanMaskContextWindows (the same inputs), which puts it on the window's "
+            "first own frame.")
+    elif has_concat or has_vace:
+        out.append(
+            "context windows: native context windows give each window only its own frames' conditioning, so a given "
+            "frame (start or end image, keyframe, VACE reference, Animate motion frames) conditions only the windows "
+            "that contain it. Fix: to show every window the given frames, use WanMaskContextWindows with "
+            "given_frames_as_guides on (experimental).")
+    return out

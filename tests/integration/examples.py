@@ -23,7 +23,10 @@ FAKE_CLIP_VISION = ("WanMaskTestClipVisionOutput", {"tokens": 257})
 TINY_OVERRIDES = {"keyframe_indices": "8"}
 # Per node type: a few training steps in fp32 instead of 500 in bf16.
 TINY_NODE_OVERRIDES = {"WanMaskTrainLoRA": {"steps": 2, "training_dtype": "fp32", "lora_dtype": "fp32",
-                                            "gradient_checkpointing": False}}
+                                            "gradient_checkpointing": False},
+                       # 9 pixel frames = 3 latent frames, overlap 1 latent frame on both versions: the tiny
+                       # 17-frame clip (5 latent frames) still takes two windows
+                       "WanMaskContextWindows": {"context_length": 9, "context_overlap": 4}}
 
 
 # Per example: shorter clips / fewer steps where a model is slow on CPU (the tiny Wan-Animate model's

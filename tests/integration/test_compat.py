@@ -32,7 +32,7 @@ def found(comfyui_path):
 def test_every_bridged_internal_is_found(found):
     missing = {k: v for k, v in found.items() if v != "ok"}
     assert not missing, f"this ComfyUI breaks {COMPAT.name} ({COMPAT}): {missing}"
-    assert len(found) == 5
+    assert len(found) == 6
 
 
 def test_the_pack_loads_through_the_boundary_on_the_server(server):

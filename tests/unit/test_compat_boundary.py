@@ -41,9 +41,10 @@ def test_node_modules_import_only_the_public_node_api(path):
 
 def test_the_boundary_is_where_the_internals_are():
     internal = {m for m in comfy_imports(BOUNDARY) if m not in PUBLIC}
-    # the prompt queue, the trainer, VAE wiring, sampler wrappers and the denoise-mask function
+    # the prompt queue, the trainer, VAE wiring, sampler wrappers, the denoise-mask function, context windows
     for needed in ("comfy.sampler_helpers", "comfy.patcher_extension", "comfy.model_patcher", "comfy.sd",
-                   "comfy_extras.nodes_train", "comfy.weight_adapter"):
+                   "comfy_extras.nodes_train", "comfy.weight_adapter", "comfy.context_windows",
+                   "comfy_extras.nodes_context_windows"):
         assert needed in internal, f"{BOUNDARY.name} no longer reaches {needed}"
 
 
