@@ -4,7 +4,8 @@ order, types and widget options, outputs and their order. Saved workflows depend
 ``contract(entry)`` normalizes one /object_info entry so that the V1 and V3 spellings of the same
 input compare equal (a V1 combo ``[[options], {...}]`` and a V3 ``["COMBO", {"options": [...]}]``).
 The snapshots in ``data/node_contracts_<version>.json`` were taken from the V1 declarations before
-the nodes became ``io.ComfyNode``s; write a new one with
+the nodes became ``io.ComfyNode``s; a node added later (WanMaskContextWindows) as first declared.
+Write a new one with
 ``python -m tests.integration.node_contracts OBJECT_INFO.json OUT.json``.
 """
 from __future__ import annotations
