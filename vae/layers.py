@@ -68,23 +68,33 @@ def cached_causal_conv(conv: CausalConv3d, x: torch.Tensor, cache: FeatureCache)
 
     The slot keeps the last ``CACHE_T`` input frames; a 1-frame chunk keeps the previous chunk's
     last frame in front of it (the upstream rule, kept so results match the official VAE, and what
-    lets the decoder stream single frames). The previous value leaves the cache before the
-    convolution runs, so it is freed as soon as it has been concatenated in front of the chunk.
+    lets the decoder stream single frames). A full 2-frame slot is updated in place (shifted by the
+    new frames), so streaming single frames allocates nothing for the cache; the previous value
+    is concatenated in front of the chunk before that.
     """
     idx = cache.next_slot()
     past = cache.take(idx)
-    keep = x[:, :, -CACHE_T:]
-    if keep.shape[2] < CACHE_T and isinstance(past, torch.Tensor):
-        keep = torch.cat([past[:, :, -1:].to(keep.device), keep], dim=2)
-    else:
-        keep = keep.clone()
     n = 0
     if isinstance(past, torch.Tensor) and conv._pad[4] > 0:
-        x, n = torch.cat([past.to(x.device), x], dim=2), past.shape[2]
-    del past
-    out = conv.conv_past(x, n)
+        inp, n = torch.cat([past.to(x.device), x], dim=2), past.shape[2]
+    else:
+        inp = x
+    t = x.shape[2]
+    if isinstance(past, torch.Tensor) and past.shape[2] == CACHE_T and past.device == x.device:
+        if t < CACHE_T:  # shift: [p1, x0]
+            past[:, :, :CACHE_T - t].copy_(past[:, :, t:])
+            past[:, :, CACHE_T - t:].copy_(x)
+        else:
+            past.copy_(x[:, :, -CACHE_T:])
+        keep = past
+    elif t < CACHE_T and isinstance(past, torch.Tensor):
+        keep = torch.cat([past[:, :, -1:].to(x.device), x], dim=2)
+    else:
+        keep = x[:, :, -CACHE_T:].clone()
+    del past, x  # the chunk lives on in ``inp`` (or is ``inp``); the caller handed it over
     cache.put(idx, keep)
-    return out
+    del keep
+    return conv.conv_past(inp, n)
 
 
 def framewise(fn, x: torch.Tensor, cache: FeatureCache, frames: int) -> torch.Tensor:
@@ -127,9 +137,16 @@ class RMSNorm(nn.Module):
     def norm_silu(self, x: torch.Tensor) -> torch.Tensor:
         """``silu(self(x))`` with one output-sized allocation (in place after the normalisation;
         the products are the same as :meth:`forward`'s)."""
-        out = F.normalize(x, dim=1).mul_(self.scale).mul_(self.gamma.to(x))
+        return self._scale_silu_(F.normalize(x, dim=1))
+
+    def norm_silu_(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`norm_silu` computed in place in ``x`` (which the caller owns and gives up)."""
+        return self._scale_silu_(x.div_(x.norm(2, dim=1, keepdim=True).clamp_min_(1e-12)))
+
+    def _scale_silu_(self, out: torch.Tensor) -> torch.Tensor:
+        out.mul_(self.scale).mul_(self.gamma.to(out))
         if self.bias is not None:
-            out.add_(self.bias.to(x))
+            out.add_(self.bias.to(out))
         return F.silu(out, inplace=True)
 
 
@@ -150,9 +167,12 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
         r = self.residual
-        h = cached_causal_conv(r[2], r[0].norm_silu(x), cache)
-        h = cached_causal_conv(r[6], r[3].norm_silu(h), cache)
-        return h.add_(self.shortcut(x))
+        # nested calls hand each intermediate over without a local name, so cached_causal_conv can
+        # free it as soon as it has been concatenated behind the cached frames (CPython passes the
+        # reference on); only the block input stays alive for the shortcut
+        return cached_causal_conv(
+            r[6], r[3].norm_silu_(cached_causal_conv(r[2], r[0].norm_silu(x), cache)), cache,
+        ).add_(self.shortcut(x))
 
 
 class AttentionBlock(nn.Module):
@@ -279,7 +299,8 @@ def head(dim: int, out_channels: int) -> nn.ModuleList:
 
 
 def run_head(layers: nn.ModuleList, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-    return cached_causal_conv(layers[2], layers[0].norm_silu(x), cache)
+    """Head on ``x`` (modified in place: the caller gives it up)."""
+    return cached_causal_conv(layers[2], layers[0].norm_silu_(x), cache)
 
 
 def middle(dim: int) -> nn.ModuleList:

@@ -141,6 +141,9 @@ class WanVAE21(WanVAEBase):
                  temporal_downsample=(False, True, True)):
         super().__init__()
         self.dim, self.z_dim = dim, z_dim
+        self.config = {"dim": dim, "z_dim": z_dim, "dim_mult": tuple(dim_mult), "num_res_blocks": num_res_blocks,
+                       "temporal_downsample": tuple(temporal_downsample)}
+        """Constructor arguments (rebuilds the same architecture, e.g. the meta twin of :mod:`vae.memory`)."""
         self.encoder = Encoder21(dim, z_dim * 2, dim_mult, num_res_blocks, temporal_downsample)
         self.conv1 = CausalConv3d(z_dim * 2, z_dim * 2, 1)
         self.conv2 = CausalConv3d(z_dim, z_dim, 1)
