@@ -4,8 +4,9 @@ Every cached causal conv of the Wan VAE keeps the last ``CACHE_T = 2`` frames of
 from the previous chunk, so that the next chunk can be convolved as if the whole clip had been
 seen at once. The model asks for one *slot* per cached layer, in the same order every chunk
 (:meth:`FeatureCache.begin_chunk` rewinds the cursor). A slot holds ``None`` (nothing seen yet),
-:data:`REP` (the upstream marker of a temporal upsample that has seen only the first chunk) or a
-tensor ``[B, C, t<=2, h, w]``.
+:data:`REP` (the upstream marker of a temporal upsample that has seen only the first chunk), a
+tensor ``[B, C, t<=2, h, w]``, or (without offload, while single frames stream) a tuple of such
+1-frame tensors, oldest first.
 
 Offload: with ``offload=True`` every tensor slot is copied to CPU memory as soon as it is written
 (pinned memory and a side CUDA stream on CUDA, so the copy overlaps compute) and copied back
@@ -29,6 +30,14 @@ class _Rep:
 
 
 REP = _Rep()
+
+
+def tensors(slots) -> list[torch.Tensor]:
+    """The tensors held by ``slots`` (tuples unpacked; ``None`` and :data:`REP` skipped)."""
+    out = []
+    for v in slots:
+        out += [t for t in (v if isinstance(v, tuple) else (v,)) if isinstance(t, torch.Tensor)]
+    return out
 
 
 class FeatureCache:
@@ -123,8 +132,8 @@ class FeatureCache:
     def device_bytes(self) -> int:
         """Bytes the cache holds on a non-CPU device now (0 when offloaded, apart from prefetches)."""
         total = 0
-        for v in self.slots:
-            if isinstance(v, torch.Tensor) and v.device.type != "cpu":
+        for v in tensors(self.slots):
+            if v.device.type != "cpu":
                 total += v.numel() * v.element_size()
         for t, _ in self._inflight.values():
             total += t.numel() * t.element_size()

@@ -58,7 +58,7 @@ class CausalConv3d(nn.Conv3d):
         kt = self.kernel_size[0]
         if x.shape[2] + zeros == kt and self.stride[0] == 1:
             # one output frame: the first `zeros` taps would multiply zero frames only
-            return F.conv3d(x, self.weight[:, :, zeros:], self.bias, self.stride, self.padding,
+            return F.conv3d(x, self.weight[:, :, zeros:].contiguous(), self.bias, self.stride, self.padding,
                             self.dilation, self.groups)
         return super().forward(F.pad(x, (0, 0, 0, 0, zeros, 0)))
 
@@ -68,30 +68,32 @@ def cached_causal_conv(conv: CausalConv3d, x: torch.Tensor, cache: FeatureCache)
 
     The slot keeps the last ``CACHE_T`` input frames; a 1-frame chunk keeps the previous chunk's
     last frame in front of it (the upstream rule, kept so results match the official VAE, and what
-    lets the decoder stream single frames). A full 2-frame slot is updated in place (shifted by the
-    new frames), so streaming single frames allocates nothing for the cache; the previous value
-    is concatenated in front of the chunk before that.
+    lets the decoder stream single frames). While frames stream one at a time the slot holds them
+    as a tuple of 1-frame tensors, so keeping the new frame copies nothing (with offload, and for
+    longer chunks, it is one 2-frame tensor). The previous value leaves the cache before the
+    convolution runs, so it is freed as soon as it has been concatenated in front of the chunk.
     """
     idx = cache.next_slot()
     past = cache.take(idx)
-    n = 0
-    if isinstance(past, torch.Tensor) and conv._pad[4] > 0:
-        inp, n = torch.cat([past.to(x.device), x], dim=2), past.shape[2]
-    else:
-        inp = x
+    frames = list(past) if isinstance(past, tuple) else [past] if isinstance(past, torch.Tensor) else []
+    n = sum(f.shape[2] for f in frames)
     t = x.shape[2]
-    if isinstance(past, torch.Tensor) and past.shape[2] == CACHE_T and past.device == x.device:
-        if t < CACHE_T:  # shift: [p1, x0]
-            past[:, :, :CACHE_T - t].copy_(past[:, :, t:])
-            past[:, :, CACHE_T - t:].copy_(x)
+    if t >= CACHE_T:
+        if isinstance(past, torch.Tensor) and past.shape == x[:, :, -CACHE_T:].shape and past.device == x.device:
+            keep = past.copy_(x[:, :, -CACHE_T:]) if conv._pad[4] == 0 else x[:, :, -CACHE_T:].clone()
         else:
-            past.copy_(x[:, :, -CACHE_T:])
-        keep = past
-    elif t < CACHE_T and isinstance(past, torch.Tensor):
-        keep = torch.cat([past[:, :, -1:].to(x.device), x], dim=2)
+            keep = x[:, :, -CACHE_T:].clone()
+    elif not frames:
+        keep = x[:, :, -CACHE_T:].clone() if cache.offload else (x,)
+    elif cache.offload:
+        keep = torch.cat([frames[-1][:, :, -1:].to(x.device), x], dim=2)
     else:
-        keep = x[:, :, -CACHE_T:].clone()
-    del past, x  # the chunk lives on in ``inp`` (or is ``inp``); the caller handed it over
+        last = frames[-1] if frames[-1].shape[2] == 1 else frames[-1][:, :, -1:].clone()
+        keep = (last, x)
+    inp = torch.cat([f.to(x.device) for f in frames] + [x], dim=2) if frames and conv._pad[4] > 0 else x
+    if conv._pad[4] == 0:
+        n = 0
+    del past, frames, x  # the chunk lives on in ``inp`` (or is ``inp``); the caller handed it over
     cache.put(idx, keep)
     del keep
     return conv.conv_past(inp, n)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .cache import FeatureCache
+from .cache import FeatureCache, tensors
 
 try:  # the dispatch-mode base class (public since torch 2.0 under this path)
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -118,8 +118,7 @@ class _MetaCache(FeatureCache):
         return value
 
     def meta_bytes(self) -> int:
-        return sum(v.numel() * v.element_size() for v in self.slots
-                   if isinstance(v, torch.Tensor) and v.device.type == "meta")
+        return sum(v.numel() * v.element_size() for v in tensors(self.slots) if v.device.type == "meta")
 
 
 def _tile_hw(size: int, tile: int, unit: int) -> int:
@@ -146,22 +145,16 @@ def decode_bytes(model, latent_shape, dtype: torch.dtype | None = None, tile: in
     _, c, t, h, w = latent_shape
     s = model.geometry.spatial_stride
     th, tw = _tile_hw(h, tile, s), _tile_hw(w, tile, s)
-    frames = min(t, max(latent_frames, 1 + 2 * temporal_chunk))
-    chunks = [(0, 1)] + [(a, min(a + temporal_chunk, frames)) for a in range(1, frames, temporal_chunk)]
-    trace = Trace()
-    cache = _MetaCache(offload=offload)
     ddt = twin.decode_dtype
-    with torch.no_grad(), _Counter(trace):
-        for t0, t1 in chunks:
-            z = torch.empty(1, c, t1 - t0, th, tw, device="meta", dtype=ddt)
 
-            def emit(y):
-                trace.output = max(trace.output, y.numel() * 4)
-                torch.isfinite(y.float()).all()  # the driver's cast and finite check on the device
-            twin.decode_chunk(z, cache, t0 == 0, emit, frame_stream)
-            del z
-        trace.cache = cache.meta_bytes()
-    return trace
+    def run(t0: int, t1: int, cache: FeatureCache, trace: Trace) -> None:
+        def emit(y):
+            trace.output = max(trace.output, y.numel() * 4)
+            torch.isfinite(y.float()).all()  # the driver's cast and finite check on the device
+        twin.decode_chunk(torch.empty(1, c, t1 - t0, th, tw, device="meta", dtype=ddt), cache, t0 == 0, emit,
+                          frame_stream)
+
+    return _trace(run, t, temporal_chunk, offload, latent_frames)
 
 
 def encode_bytes(model, pixel_shape, dtype: torch.dtype | None = None, tile: int = 0, temporal_chunk: int = 1,
@@ -173,18 +166,25 @@ def encode_bytes(model, pixel_shape, dtype: torch.dtype | None = None, tile: int
     geometry = model.geometry
     s = geometry.spatial_stride
     th, tw = _tile_hw(hp // s, tile, s) * s, _tile_hw(wp // s, tile, s) * s
-    t = geometry.latent_frames(max(1, f))
-    frames = min(t, max(latent_frames, 1 + 2 * temporal_chunk))
+    edt = twin.encode_dtype
+
+    def run(t0: int, t1: int, cache: FeatureCache, trace: Trace) -> None:
+        g0, g1 = geometry.frame_group(t0).start, geometry.frame_group(t1 - 1).stop
+        x = torch.empty(1, 3, g1 - g0, th, tw, device="meta", dtype=edt)
+        torch.isfinite(twin.encode_chunk(x, cache, frame_stream).float()).all()
+
+    return _trace(run, geometry.latent_frames(max(1, f)), temporal_chunk, offload, latent_frames)
+
+
+def _trace(run, total_frames: int, temporal_chunk: int, offload: bool, latent_frames: int = 3) -> Trace:
+    """Count the allocations of ``run(t0, t1, cache, trace)`` over the first chunks of a stream
+    (enough to reach the steady state: frame 0, then two more chunks)."""
+    frames = min(total_frames, max(latent_frames, 1 + 2 * temporal_chunk))
     chunks = [(0, 1)] + [(a, min(a + temporal_chunk, frames)) for a in range(1, frames, temporal_chunk)]
     trace = Trace()
     cache = _MetaCache(offload=offload)
-    edt = twin.encode_dtype
     with torch.no_grad(), _Counter(trace):
         for t0, t1 in chunks:
-            g0, g1 = geometry.frame_group(t0).start, geometry.frame_group(t1 - 1).stop
-            x = torch.empty(1, 3, g1 - g0, th, tw, device="meta", dtype=edt)
-            torch.isfinite(twin.encode_chunk(x, cache, frame_stream).float()).all()
-            del x
+            run(t0, t1, cache, trace)
         trace.cache = cache.meta_bytes()
     return trace
-

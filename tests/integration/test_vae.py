@@ -171,25 +171,8 @@ def test_wrong_latent_channels_are_a_clear_error(server, io_dir):
 def test_modules_equal_comfyui_native_wan_vaes_in_process(comfyui_path, kind):
     """Our Wan 2.1 and 2.2 modules against ComfyUI's own classes, same random weights, small width
     (the tiny checkpoints have no Wan 2.2 VAE, so this is where 2.2 meets native)."""
-    import sys
-
-    sys.path.insert(0, str(comfyui_path))
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    from comfy.ldm.wan import vae as native21, vae2_2 as native22
-
-    from vae.loading import build_wan_vae
-
-    cfg = dict(dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True])
-    torch.manual_seed(0)
-    native = (native21.WanVAE(dim=8, z_dim=16, **cfg) if kind == "2.1"
-              else native22.WanVAE(dim=8, dec_dim=12, z_dim=48, **cfg)).eval()
+    native, ours, _ = _native_pair(comfyui_path, kind)
     g = torch.Generator().manual_seed(1)
-    sd = {k: (torch.randn(v.shape, generator=g) * (v[0].numel() ** -0.5 if v.dim() > 1 else 0.1)
-              + (1.0 if k.endswith("gamma") else 0.0)) for k, v in native.state_dict().items()}
-    native.load_state_dict(sd)
-    ours = build_wan_vae(sd)
     s = 8 if kind == "2.1" else 16
     x = torch.rand(1, 3, 9, 3 * s, 4 * s, generator=g) * 2 - 1
     with torch.inference_mode():

@@ -96,21 +96,28 @@ def test_single_frame_causal_conv_drops_zero_taps_exactly():
     torch.testing.assert_close(conv(x, past1), ref, rtol=0, atol=1e-6)
 
 
-def test_cache_slot_is_shifted_in_place_for_single_frames():
+def test_single_frames_are_kept_without_copies():
     torch.manual_seed(0)
     conv = CausalConv3d(2, 2, 3, padding=1)
-    cache = FeatureCache()
     frames = [torch.randn(1, 2, 1, 3, 3) for _ in range(4)]
-    outs = []
-    for f in frames:
-        cache.begin_chunk()
-        outs.append(cached_causal_conv(conv, f.clone(), cache))
-    slot = cache.slots[0]
-    assert torch.equal(slot, torch.cat(frames[-2:], dim=2))  # the last two inputs
+    for offload in (False, True):
+        cache = FeatureCache(offload=offload)
+        outs = []
+        for f in frames:
+            cache.begin_chunk()
+            outs.append(cached_causal_conv(conv, f.clone(), cache))
+        slot = cache.slots[0]
+        if offload:  # one 2-frame tensor, copied to host memory
+            assert torch.equal(slot, torch.cat(frames[-2:], dim=2))
+        else:  # the last two inputs themselves, oldest first
+            assert isinstance(slot, tuple) and len(slot) == 2
+            assert all(torch.equal(a, b) for a, b in zip(slot, frames[-2:]))
+        torch.testing.assert_close(torch.cat(outs, 2), conv(torch.cat(frames, 2)), rtol=0, atol=1e-6)
+    cache = FeatureCache()
     cache.begin_chunk()
-    cached_causal_conv(conv, torch.zeros(1, 2, 1, 3, 3), cache)
-    assert cache.slots[0] is slot  # same storage, shifted in place
-    torch.testing.assert_close(torch.cat(outs, 2), conv(torch.cat(frames, 2)), rtol=0, atol=1e-6)
+    x = torch.randn(1, 2, 1, 3, 3)
+    cached_causal_conv(conv, x, cache)
+    assert cache.slots[0][0] is x  # kept as is, not copied
 
 
 # ---- tiles one after the other --------------------------------------------------------------------
