@@ -10,7 +10,9 @@ tensor ``[B, C, t<=2, h, w]``, or (without offload, while single frames stream) 
 
 Offload: with ``offload=True`` every tensor slot is copied to CPU memory as soon as it is written
 (pinned memory and a side CUDA stream on CUDA, so the copy overlaps compute) and copied back
-``prefetch`` slots ahead of its next use, again on the side stream. Device memory then holds only
+``prefetch`` slots ahead of its next use, again on the side stream. "Ahead" follows the order in
+which the previous chunk visited the slots (with frame streaming the same slots are visited once
+per pixel frame, so that order is not the slot order). Device memory then holds only
 the few slots in flight instead of the whole cache. On the CPU the copies are exact, so results
 are bit-identical with and without offload.
 """
@@ -59,11 +61,15 @@ class FeatureCache:
         self._copy_stream = None
         self._inflight: dict[int, tuple[torch.Tensor, object]] = {}
         self._device: torch.device | None = None
+        self._order: list[int] = []  # slots in the order this chunk visits them
+        self._last_order: list[int] = []  # ... and the previous chunk
 
     # ---- cursor -------------------------------------------------------------------------
     def begin_chunk(self) -> None:
         """Rewind to the first slot: call before every chunk the model processes."""
         self.cursor = 0
+        if self._order:
+            self._last_order, self._order = self._order, []
 
     def next_slot(self) -> int:
         """Index of the next cached layer's slot (created empty on the first chunk)."""
@@ -73,7 +79,18 @@ class FeatureCache:
         self.cursor += 1
         if idx == len(self.slots):
             self.slots.append(None)
+        self._order.append(idx)
         return idx
+
+    def upcoming(self, count: int) -> list[int]:
+        """The ``count`` slots expected next, from the previous chunk's visiting order (wrapping into
+        the next chunk); slot order before a previous chunk exists."""
+        order = self._last_order
+        if not order:
+            n = len(self.slots)
+            return [(self._order[-1] + k) % n for k in range(1, count + 1)] if self._order and n else []
+        pos = len(self._order)
+        return [order[(pos + k) % len(order)] for k in range(count)]
 
     # ---- read / write -------------------------------------------------------------------
     def get(self, idx: int):
@@ -127,6 +144,7 @@ class FeatureCache:
             self._copy_stream.synchronize()
         self.slots.clear()
         self._inflight.clear()
+        self._order, self._last_order = [], []
         self.cursor = 0
 
     def device_bytes(self) -> int:
@@ -158,9 +176,7 @@ class FeatureCache:
         return tensor, event
 
     def _prefetch_after(self, idx: int) -> None:
-        n = len(self.slots)
-        for k in range(1, self.prefetch + 1):
-            j = (idx + k) % n
+        for j in self.upcoming(self.prefetch):
             if j == idx or j in self._inflight or not isinstance(self.slots[j], torch.Tensor):
                 continue
             self._inflight[j] = self._start_copy_back(j)

@@ -190,3 +190,24 @@ def test_trace_follows_the_decode_precision():
     fp32 = memory.decode_bytes(m, (1, 16, 5, 8, 8))
     bf16 = memory.decode_bytes(m, (1, 16, 5, 8, 8), dtype=torch.bfloat16)
     assert 0.45 < bf16.peak / fp32.peak < 0.6  # half-size activations, plus the fp32 output piece
+
+
+def test_offload_prefetch_follows_the_order_the_slots_are_visited_in():
+    """With frame streaming the decoder visits the full-resolution slots once per pixel frame, so
+    the next slot to copy back is read from the previous chunk's order, not the slot numbers."""
+    m = small21()
+    cache = FeatureCache(offload=True)
+    z = latent(16, 3, 2, 2)
+    for t in range(3):
+        m.decode_chunk(z[:, :, t:t + 1], cache, t == 0, lambda y: None, 1)
+    order = cache._order
+    assert len(order) > len(cache.slots)  # slots below the temporal upsamplings come back per frame
+    cache.begin_chunk()
+    assert cache.upcoming(3) == order[:3]
+    first = cache.next_slot()
+    assert first == order[0] and cache.upcoming(2) == order[1:3]
+    # the slot after the last full-resolution one is the same stage's first slot again, not slot 0
+    last_hi = max(order)
+    k = order.index(last_hi)
+    cache._order = order[:k + 1]
+    assert cache.upcoming(1) == [order[k + 1]] and order[k + 1] != (last_hi + 1) % len(cache.slots)
