@@ -325,6 +325,38 @@ def cuda_suite(native_sd, repeats, lines):
     lines.append("")
 
 
+def traced_native_decode(dtype: torch.dtype, shape) -> int:
+    """Peak activation bytes of native's Wan VAE decode, counted by :mod:`vae.memory`'s allocator
+    model on a meta copy (fused attention stood in, as on a GPU; the output stays on the device,
+    as native keeps it)."""
+    with torch.device("meta"):
+        m = NativeWanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                         temperal_downsample=[False, True, True]).to(dtype).eval()
+    for mod in m.modules():
+        if hasattr(mod, "optimized_attention"):
+            mod.optimized_attention = lambda q, k, v: torch.empty_like(q)
+    trace = memory.Trace()
+    with torch.no_grad(), memory._Counter(trace):
+        m.decode(torch.empty(shape, device="meta", dtype=dtype))
+    return trace.peak
+
+
+def traced_suite(ours, lines):
+    """Device working sets of the GPU cases, traced (no GPU needed): native vs ours."""
+    lines += ["#### Traced device working set, GPU cases (allocator model on meta tensors, not a measurement)", "",
+              "| decode | native | ours | ours / native | ours + offload | / native | ours tiled 512/64 | "
+              "tiled + offload |", "|---|---|---|---|---|---|---|---|"]
+    for dtype in (torch.bfloat16, torch.float32):
+        for wpx, hpx in ((832, 480), (1280, 720)):
+            shape = (1, 16, 21, hpx // 8, wpx // 8)
+            n = traced_native_decode(dtype, shape)
+            tr = lambda **kw: memory.decode_bytes(ours, shape, dtype=dtype, **kw).peak  # noqa: E731
+            o, f, t, tf = tr(), tr(offload=True), tr(tile=512), tr(tile=512, offload=True)
+            lines.append(f"| 81x{wpx}x{hpx} {str(dtype).replace('torch.', '')} | {mib(n)} | {mib(o)} | {o / n:.2f}x | "
+                         f"{mib(f)} | {f / n:.2f}x | {mib(t)} | {mib(tf)} |")
+    lines.append("")
+
+
 def make_native(sd):
     m = NativeWanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
                      temperal_downsample=[False, True, True])
@@ -348,6 +380,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", type=str, default="", help="markdown file for the tables")
     ap.add_argument("--png", type=str, default="", help="PNG of peak memory against resolution")
+    ap.add_argument("--traced", action="store_true", help="only the traced device working sets of the GPU cases")
     args = ap.parse_args()
     torch.manual_seed(0)
     skeleton = NativeWanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
@@ -363,6 +396,10 @@ def main():
              f"ComfyUI {version} native Wan VAE vs ours, same random weights (Wan 2.1 real width 96). "
              "CPU peaks: process RSS above the level before the call, minus the float32 output.", ""]
     points = []
+    if args.traced:
+        traced_suite(ours, lines)
+        print("\n".join(lines))
+        return
     with torch.inference_mode():
         if args.sweep_size:
             points.append(length_sweep(native, ours, args.sweep_size, lines))
