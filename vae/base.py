@@ -69,17 +69,22 @@ class WanVAEBase(nn.Module):
         :attr:`options` (``overrides`` replace fields), traced on the model itself (:mod:`vae.memory`):
         the causal cache (unless offloaded) plus the largest one-frame working set, with
         :data:`WORKING_SET_MARGIN`. Weights and the off-device output are not included."""
-        o = self._opts(overrides)
-        trace = memory.decode_bytes(self, tuple(shape), tile=o.tile, temporal_chunk=o.temporal_chunk,
-                                    frame_stream=o.frame_stream, offload=o.offload)
-        return int(trace.peak * WORKING_SET_MARGIN)
+        return self._working_set(memory.decode_bytes, shape, overrides)
 
     def encode_working_set(self, shape, **overrides) -> int:
         """Like :meth:`decode_working_set`, for encoding one sample of pixels ``shape`` (``[B, 3, F, H, W]``)."""
+        return self._working_set(memory.encode_bytes, shape, overrides)
+
+    def _working_set(self, trace_fn, shape, overrides: dict) -> int:
         o = self._opts(overrides)
-        trace = memory.encode_bytes(self, tuple(shape), tile=o.tile, temporal_chunk=o.temporal_chunk,
-                                    frame_stream=o.frame_stream, offload=o.offload)
-        return int(trace.peak * WORKING_SET_MARGIN)
+        key = (trace_fn.__name__, tuple(shape[1:]), o.tile, o.temporal_chunk, o.frame_stream, o.offload,
+               self.encode_dtype, self.decode_dtype)
+        memo = self.__dict__.setdefault("_working_sets", {})  # traced once per shape and options
+        if key not in memo:
+            trace = trace_fn(self, tuple(shape), tile=o.tile, temporal_chunk=o.temporal_chunk,
+                             frame_stream=o.frame_stream, offload=o.offload)
+            memo[key] = int(trace.peak * WORKING_SET_MARGIN)
+        return memo[key]
 
     def _opts(self, overrides: dict) -> StreamOptions:
         if not overrides:
