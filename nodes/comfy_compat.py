@@ -255,7 +255,8 @@ def load_vae_file(name: str):
 
 def wire_vae(vae, model: torch.nn.Module, decode_dtype: torch.dtype, encode_dtype: torch.dtype):
     """Make the comfy.sd.VAE ``vae`` run ``model`` for every encode/decode, managed by a ModelPatcher.
-    ComfyUI's memory estimates stay native's, evaluated at the model's own precisions."""
+    ComfyUI's memory estimates come from the model's own traced working set when it offers one
+    (``decode_working_set`` / ``encode_working_set``), else stay native's at the model's precisions."""
     import comfy.model_management as mm
     import comfy.model_patcher
     native_dec, native_enc = vae.memory_used_decode, vae.memory_used_encode
@@ -265,9 +266,23 @@ def wire_vae(vae, model: torch.nn.Module, decode_dtype: torch.dtype, encode_dtyp
     vae.vae_dtype = torch.float32
     # Plain torch modules (no per-layer weight casting): never load them partially.
     vae.disable_offload = True
-    vae.memory_used_decode = lambda shape, dtype: native_dec(shape, decode_dtype)
-    vae.memory_used_encode = lambda shape, dtype: native_enc(shape, encode_dtype)
+    vae.memory_used_decode = _estimate(getattr(model, "decode_working_set", None), native_dec, decode_dtype)
+    vae.memory_used_encode = _estimate(getattr(model, "encode_working_set", None), native_enc, encode_dtype)
     return vae
+
+
+def _estimate(traced, native, dtype: torch.dtype):
+    """A ``memory_used_*(shape, dtype)`` for comfy.sd.VAE: ``traced(shape)`` (bytes, per sample, at the
+    model's own precision), falling back to the native formula if the model has none or it fails."""
+    def memory_used(shape, _dtype=None):
+        if callable(traced):
+            try:
+                return traced(shape)
+            except Exception:  # noqa: BLE001 - an estimate must never stop a decode
+                logging.getLogger("WanMasking").warning("VAE working-set trace failed; using ComfyUI's estimate",
+                                                        exc_info=True)
+        return native(shape, dtype)
+    return memory_used
 
 
 def load_vae_for(vae, memory_required: float) -> None:

@@ -12,9 +12,15 @@ import copy
 import torch
 import torch.nn as nn
 
+from . import memory
 from .stream import StreamOptions, decode_video, encode_video
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+WORKING_SET_MARGIN = 1.2
+"""Factor on the traced working set for what the trace cannot see: convolution workspaces and
+weight reorders of the backend, allocator rounding and fragmentation (see BENCHMARKS.md, issue 15,
+for traced against measured peaks)."""
 
 
 class WanVAEBase(nn.Module):
@@ -56,6 +62,29 @@ class WanVAEBase(nn.Module):
     def decode(self, z: torch.Tensor, **overrides) -> torch.Tensor:
         """Latents ``[B, z, T, h, w]`` -> pixels ``[B, 3, 1+4(T-1), H, W]`` (float32, about [-1, 1])."""
         return decode_video(self, z, self._opts(overrides))
+
+    # ---- memory the device needs (ComfyUI's memory_used_decode / memory_used_encode) --------
+    def decode_working_set(self, shape, **overrides) -> int:
+        """Device bytes one sample of latents ``shape`` (``[B, C, T, h, w]``) needs to decode with
+        :attr:`options` (``overrides`` replace fields), traced on the model itself (:mod:`vae.memory`):
+        the causal cache (unless offloaded) plus the largest one-frame working set, with
+        :data:`WORKING_SET_MARGIN`. Weights and the off-device output are not included."""
+        return self._working_set(memory.decode_bytes, shape, overrides)
+
+    def encode_working_set(self, shape, **overrides) -> int:
+        """Like :meth:`decode_working_set`, for encoding one sample of pixels ``shape`` (``[B, 3, F, H, W]``)."""
+        return self._working_set(memory.encode_bytes, shape, overrides)
+
+    def _working_set(self, trace_fn, shape, overrides: dict) -> int:
+        o = self._opts(overrides)
+        key = (trace_fn.__name__, tuple(shape[1:]), o.tile, o.temporal_chunk, o.frame_stream, o.offload,
+               self.encode_dtype, self.decode_dtype)
+        memo = self.__dict__.setdefault("_working_sets", {})  # traced once per shape and options
+        if key not in memo:
+            trace = trace_fn(self, tuple(shape), tile=o.tile, temporal_chunk=o.temporal_chunk,
+                             frame_stream=o.frame_stream, offload=o.offload)
+            memo[key] = int(trace.peak * WORKING_SET_MARGIN)
+        return memo[key]
 
     def _opts(self, overrides: dict) -> StreamOptions:
         if not overrides:

@@ -4,12 +4,15 @@ Every cached causal conv of the Wan VAE keeps the last ``CACHE_T = 2`` frames of
 from the previous chunk, so that the next chunk can be convolved as if the whole clip had been
 seen at once. The model asks for one *slot* per cached layer, in the same order every chunk
 (:meth:`FeatureCache.begin_chunk` rewinds the cursor). A slot holds ``None`` (nothing seen yet),
-:data:`REP` (the upstream marker of a temporal upsample that has seen only the first chunk) or a
-tensor ``[B, C, t<=2, h, w]``.
+:data:`REP` (the upstream marker of a temporal upsample that has seen only the first chunk), a
+tensor ``[B, C, t<=2, h, w]``, or (without offload, while single frames stream) a tuple of such
+1-frame tensors, oldest first.
 
 Offload: with ``offload=True`` every tensor slot is copied to CPU memory as soon as it is written
 (pinned memory and a side CUDA stream on CUDA, so the copy overlaps compute) and copied back
-``prefetch`` slots ahead of its next use, again on the side stream. Device memory then holds only
+``prefetch`` slots ahead of its next use, again on the side stream. "Ahead" follows the order in
+which the previous chunk visited the slots (with frame streaming the same slots are visited once
+per pixel frame, so that order is not the slot order). Device memory then holds only
 the few slots in flight instead of the whole cache. On the CPU the copies are exact, so results
 are bit-identical with and without offload.
 """
@@ -31,6 +34,14 @@ class _Rep:
 REP = _Rep()
 
 
+def tensors(slots) -> list[torch.Tensor]:
+    """The tensors held by ``slots`` (tuples unpacked; ``None`` and :data:`REP` skipped)."""
+    out = []
+    for v in slots:
+        out += [t for t in (v if isinstance(v, tuple) else (v,)) if isinstance(t, torch.Tensor)]
+    return out
+
+
 class FeatureCache:
     """Slots of cached layer inputs for one stream (one clip, or one spatial tile of a clip).
 
@@ -50,11 +61,15 @@ class FeatureCache:
         self._copy_stream = None
         self._inflight: dict[int, tuple[torch.Tensor, object]] = {}
         self._device: torch.device | None = None
+        self._order: list[int] = []  # slots in the order this chunk visits them
+        self._last_order: list[int] = []  # ... and the previous chunk
 
     # ---- cursor -------------------------------------------------------------------------
     def begin_chunk(self) -> None:
         """Rewind to the first slot: call before every chunk the model processes."""
         self.cursor = 0
+        if self._order:
+            self._last_order, self._order = self._order, []
 
     def next_slot(self) -> int:
         """Index of the next cached layer's slot (created empty on the first chunk)."""
@@ -64,7 +79,18 @@ class FeatureCache:
         self.cursor += 1
         if idx == len(self.slots):
             self.slots.append(None)
+        self._order.append(idx)
         return idx
+
+    def upcoming(self, count: int) -> list[int]:
+        """The ``count`` slots expected next, from the previous chunk's visiting order (wrapping into
+        the next chunk); slot order before a previous chunk exists."""
+        order = self._last_order
+        if not order:
+            n = len(self.slots)
+            return [(self._order[-1] + k) % n for k in range(1, count + 1)] if self._order and n else []
+        pos = len(self._order)
+        return [order[(pos + k) % len(order)] for k in range(count)]
 
     # ---- read / write -------------------------------------------------------------------
     def get(self, idx: int):
@@ -118,13 +144,14 @@ class FeatureCache:
             self._copy_stream.synchronize()
         self.slots.clear()
         self._inflight.clear()
+        self._order, self._last_order = [], []
         self.cursor = 0
 
     def device_bytes(self) -> int:
         """Bytes the cache holds on a non-CPU device now (0 when offloaded, apart from prefetches)."""
         total = 0
-        for v in self.slots:
-            if isinstance(v, torch.Tensor) and v.device.type != "cpu":
+        for v in tensors(self.slots):
+            if v.device.type != "cpu":
                 total += v.numel() * v.element_size()
         for t, _ in self._inflight.values():
             total += t.numel() * t.element_size()
@@ -149,9 +176,7 @@ class FeatureCache:
         return tensor, event
 
     def _prefetch_after(self, idx: int) -> None:
-        n = len(self.slots)
-        for k in range(1, self.prefetch + 1):
-            j = (idx + k) % n
+        for j in self.upcoming(self.prefetch):
             if j == idx or j in self._inflight or not isinstance(self.slots[j], torch.Tensor):
                 continue
             self._inflight[j] = self._start_copy_back(j)

@@ -23,57 +23,98 @@ class CausalConv3d(nn.Conv3d):
     """3D convolution padded only on the past side in time (all ``2 * pad_t`` frames before).
 
     ``forward(x, past)``: ``past`` (``[B, C_in, t, H, W]``, t <= 2) replaces as many of the zero
-    frames of the temporal padding. Spatial padding is symmetric zeros.
+    frames of the temporal padding. Spatial padding is symmetric zeros, done by the convolution
+    itself (no padded copy of the input). Zero frames in front are never materialised when a
+    single output frame is computed: the kernel's taps that would only see zeros are dropped
+    (``x [B, C, 1, H, W]`` -> the last temporal tap only), which gives the same numbers.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
         pt, ph, pw = self.padding
         self._pad = [pw, pw, ph, ph, 2 * pt, 0]
-        self.padding = (0, 0, 0)
+        self.padding = (0, ph, pw)
+
+    @property
+    def causal_frames(self) -> int:
+        """Past frames the temporal padding asks for (0 for 1x1x1 and unpadded convolutions)."""
+        return self._pad[4]
 
     def forward(self, x: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
         n = 0
         if past is not None and self._pad[4] > 0:
             x, n = torch.cat([past.to(x.device), x], dim=2), past.shape[2]
-        x = self.pad_past(x, n)
-        return self.conv_padded(x)
+        return self.conv_past(x, n)
 
-    def pad_past(self, x: torch.Tensor, past_frames: int) -> torch.Tensor:
-        """Zero-pad ``x`` whose first ``past_frames`` frames are cached past frames (they replace as
-        many zero frames of the temporal padding)."""
-        pad = list(self._pad)
-        pad[4] -= past_frames
-        return F.pad(x, pad)
+    def conv_past(self, x: torch.Tensor, past_frames: int) -> torch.Tensor:
+        """Convolve ``x`` whose first ``past_frames`` frames are cached past frames (they replace as
+        many zero frames of the temporal padding).
 
-    def conv_padded(self, x: torch.Tensor) -> torch.Tensor:
-        """The plain convolution of an already padded input."""
-        return super().forward(x)
+        Shape: ``[B, C_in, past_frames + t, H, W] -> [B, C_out, t', H', W']``.
+        """
+        zeros = self._pad[4] - past_frames
+        if zeros <= 0:
+            return super().forward(x)
+        kt = self.kernel_size[0]
+        if x.shape[2] + zeros == kt and self.stride[0] == 1:
+            # one output frame: the first `zeros` taps would multiply zero frames only
+            return F.conv3d(x, self.weight[:, :, zeros:].contiguous(), self.bias, self.stride, self.padding,
+                            self.dilation, self.groups)
+        return super().forward(F.pad(x, (0, 0, 0, 0, zeros, 0)))
 
 
 def cached_causal_conv(conv: CausalConv3d, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
     """Apply ``conv`` to the chunk ``x`` continuing the previous chunks held in ``cache``.
 
     The slot keeps the last ``CACHE_T`` input frames; a 1-frame chunk keeps the previous chunk's
-    last frame in front of it (the upstream rule, kept so results match the official VAE). The
-    previous value leaves the cache before the convolution runs, so it is freed as soon as it has
-    been concatenated in front of the chunk.
+    last frame in front of it (the upstream rule, kept so results match the official VAE, and what
+    lets the decoder stream single frames). While frames stream one at a time the slot holds them
+    as a tuple of 1-frame tensors, so keeping the new frame copies nothing (with offload, and for
+    longer chunks, it is one 2-frame tensor). The previous value leaves the cache before the
+    convolution runs, so it is freed as soon as it has been concatenated in front of the chunk.
     """
     idx = cache.next_slot()
     past = cache.take(idx)
-    keep = x[:, :, -CACHE_T:]
-    if keep.shape[2] < CACHE_T and isinstance(past, torch.Tensor):
-        keep = torch.cat([past[:, :, -1:].to(keep.device), keep], dim=2)
+    frames = list(past) if isinstance(past, tuple) else [past] if isinstance(past, torch.Tensor) else []
+    n = sum(f.shape[2] for f in frames)
+    t = x.shape[2]
+    if t >= CACHE_T:
+        if isinstance(past, torch.Tensor) and past.shape == x[:, :, -CACHE_T:].shape and past.device == x.device:
+            keep = past.copy_(x[:, :, -CACHE_T:]) if conv._pad[4] == 0 else x[:, :, -CACHE_T:].clone()
+        else:
+            keep = x[:, :, -CACHE_T:].clone()
+    elif not frames:
+        keep = x[:, :, -CACHE_T:].clone() if cache.offload else (x,)
+    elif cache.offload:
+        keep = torch.cat([frames[-1][:, :, -1:].to(x.device), x], dim=2)
     else:
-        keep = keep.clone()
-    n = 0
-    if isinstance(past, torch.Tensor) and conv._pad[4] > 0:
-        x, n = torch.cat([past.to(x.device), x], dim=2), past.shape[2]
-    del past
-    x = conv.pad_past(x, n)  # drops the concatenated copy before the convolution runs
-    out = conv.conv_padded(x)
+        last = frames[-1] if frames[-1].shape[2] == 1 else frames[-1][:, :, -1:].clone()
+        keep = (last, x)
+    inp = torch.cat([f.to(x.device) for f in frames] + [x], dim=2) if frames and conv._pad[4] > 0 else x
+    if conv._pad[4] == 0:
+        n = 0
+    del past, frames, x  # the chunk lives on in ``inp`` (or is ``inp``); the caller handed it over
     cache.put(idx, keep)
-    return out
+    del keep
+    return conv.conv_past(inp, n)
+
+
+def framewise(fn, x: torch.Tensor, cache: FeatureCache, frames: int) -> torch.Tensor:
+    """``fn(x)`` computed ``frames`` frames at a time, every slice from the same cache cursor.
+
+    Exact for any ``fn`` that is causal in time with ``cache`` (cached causal convolutions,
+    per-position norms and activations, per-frame spatial layers): the slices see the same past
+    as the whole chunk would. ``frames <= 0`` or a chunk of at most ``frames`` frames runs at once.
+    The outputs are concatenated along time.
+    """
+    if frames <= 0 or x.shape[2] <= frames:
+        return fn(x)
+    start = cache.cursor
+    outs = []
+    for f in range(0, x.shape[2], frames):
+        cache.cursor = start
+        outs.append(fn(x[:, :, f:f + frames]))
+    return torch.cat(outs, dim=2)
 
 
 class RMSNorm(nn.Module):
@@ -93,7 +134,22 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.normalize(x, dim=1) * self.scale * self.gamma.to(x)
-        return out + self.bias.to(x) if self.bias is not None else out + 0
+        return out + self.bias.to(x) if self.bias is not None else out
+
+    def norm_silu(self, x: torch.Tensor) -> torch.Tensor:
+        """``silu(self(x))`` with one output-sized allocation (in place after the normalisation;
+        the products are the same as :meth:`forward`'s)."""
+        return self._scale_silu_(F.normalize(x, dim=1))
+
+    def norm_silu_(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`norm_silu` computed in place in ``x`` (which the caller owns and gives up)."""
+        return self._scale_silu_(x.div_(x.norm(2, dim=1, keepdim=True).clamp_min_(1e-12)))
+
+    def _scale_silu_(self, out: torch.Tensor) -> torch.Tensor:
+        out.mul_(self.scale).mul_(self.gamma.to(out))
+        if self.bias is not None:
+            out.add_(self.bias.to(out))
+        return F.silu(out, inplace=True)
 
 
 class ResidualBlock(nn.Module):
@@ -113,11 +169,12 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
         r = self.residual
-        h = r[1](r[0](x))
-        h = cached_causal_conv(r[2], h, cache)
-        h = r[4](r[3](h))
-        h = cached_causal_conv(r[6], h, cache)
-        return h + self.shortcut(x)
+        # nested calls hand each intermediate over without a local name, so cached_causal_conv can
+        # free it as soon as it has been concatenated behind the cached frames (CPython passes the
+        # reference on); only the block input stays alive for the shortcut
+        return cached_causal_conv(
+            r[6], r[3].norm_silu_(cached_causal_conv(r[2], r[0].norm_silu(x), cache)), cache,
+        ).add_(self.shortcut(x))
 
 
 class AttentionBlock(nn.Module):
@@ -138,9 +195,14 @@ class AttentionBlock(nn.Module):
         y = self.norm(rearrange(x, "b c t h w -> (b t) c h w"))
         q, k, v = self.to_qkv(y).chunk(3, dim=1)
         q, k, v = (rearrange(a, "n c h w -> n 1 (h w) c").contiguous() for a in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v)
+        y = self.attend(q, k, v)
         y = self.proj(rearrange(y, "n 1 (h w) c -> n c h w", h=h, w=w))
         return rearrange(y, "(b t) c h w -> b c t h w", t=t) + x
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention ``[N, 1, L, C]`` x3 -> ``[N, 1, L, C]`` (torch's fused kernel, no ``L x L`` matrix
+        on CUDA or CPU; :mod:`vae.memory` replaces it on its meta twin)."""
+        return F.scaled_dot_product_attention(q, k, v)
 
 
 class Resample(nn.Module):
@@ -171,19 +233,39 @@ class Resample(nn.Module):
             if mode == "downsample3d":
                 self.time_conv = CausalConv3d(dim, dim, (3, 1, 1), stride=(2, 1, 1), padding=(0, 0, 0))
 
+    @property
+    def temporal(self) -> bool:
+        """True for the modes that also resample time (``upsample3d``, ``downsample3d``)."""
+        return self.mode.endswith("3d")
+
     def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
         if self.mode == "upsample3d":
-            x = self._time_up(x, cache)
+            x = self.time_up(x, cache)
+        y = self.spatial(x)
+        if self.mode == "downsample3d":
+            y = self.time_down(y, cache)
+        return y
+
+    def spatial(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-frame spatial part: ``[B, C, t, H, W] -> [B, C', t, 2H, 2W]`` (up) or ``[.., H/2, W/2]`` (down).
+        It looks at one frame at a time, so any slice of frames gives the same result."""
         t = x.shape[2]
         y = rearrange(x, "b c t h w -> (b t) c h w")
         if self.mode.startswith("upsample"):
             y = F.interpolate(y, scale_factor=(2.0, 2.0), mode="nearest-exact")
         else:
             y = F.pad(y, (0, 1, 0, 1))
-        y = rearrange(self.resample[1](y), "(b t) c h w -> b c t h w", t=t)
-        if self.mode == "downsample3d":
-            y = self._time_down(y, cache)
-        return y
+        return rearrange(self.resample[1](y), "(b t) c h w -> b c t h w", t=t)
+
+    def time_up(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """``upsample3d``'s temporal part (one cache slot): ``[B, C, t, H, W] -> [B, C, 2t, H, W]``
+        (``t`` frames unchanged on the first chunk)."""
+        return self._time_up(x, cache)
+
+    def time_down(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """``downsample3d``'s temporal part (one cache slot), on the spatially downsampled chunk:
+        ``[B, C, t, H, W] -> [B, C, t/2, H, W]`` (frame 0 of the clip passes through)."""
+        return self._time_down(x, cache)
 
     def _time_up(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
         idx = cache.next_slot()
@@ -219,7 +301,8 @@ def head(dim: int, out_channels: int) -> nn.ModuleList:
 
 
 def run_head(layers: nn.ModuleList, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-    return cached_causal_conv(layers[2], layers[1](layers[0](x)), cache)
+    """Head on ``x`` (modified in place: the caller gives it up)."""
+    return cached_causal_conv(layers[2], layers[0].norm_silu_(x), cache)
 
 
 def middle(dim: int) -> nn.ModuleList:

@@ -1,14 +1,18 @@
 """Streaming, tiled encode and decode drivers for the Wan VAEs.
 
 Decode runs one chunk of latent frames at a time (default: one latent frame, as upstream) with
-the causal feature cache; finished frames are copied off the device straight into a
-preallocated output (pinned CPU memory on CUDA, copied asynchronously), so device memory does
-not grow with clip length. Encode runs frame 0, then groups of 4 pixel frames (or
-``temporal_chunk`` groups at once).
+the causal feature cache, and inside the chunk one *pixel frame* at a time below every temporal
+upsampling (``frame_stream``): every layer there is causal with the cache, so single frames give
+the same result as the whole chunk while only one frame's activations are alive. Finished frames
+are copied off the device as they are made, straight into a preallocated output (pinned CPU
+memory on CUDA, copied asynchronously), so device memory does not grow with clip length. Encode
+runs frame 0, then groups of 4 pixel frames (or ``temporal_chunk`` groups at once), each group
+one frame at a time above every temporal downsampling.
 
 Spatial tiling: every tile keeps its *own* feature cache for the whole clip, so a tile is a
-complete causal stream in time and tiles cannot flicker against each other; outputs are blended
-with feathered overlap (:mod:`vae.tiling`).
+complete causal stream in time and tiles cannot flicker against each other. Tiles run one after
+the other, each through the whole clip, so only one tile's cache and activations are alive at a
+time; their outputs are accumulated with feathered overlap weights (:mod:`vae.tiling`).
 
 All frame arithmetic comes from :mod:`masking.geometry`.
 """
@@ -51,6 +55,9 @@ class StreamOptions:
         overlap: feathered overlap between tiles in pixels (multiple of the stride).
         temporal_chunk: latent frames per model call after frame 0 (decode), or groups of 4 pixel
             frames per call (encode). 1 = upstream's chunking; larger is faster, uses more memory.
+        frame_stream: pixel frames per pass below every temporal upsampling (decode) and above every
+            temporal downsampling (encode); 1 = the least memory, 0 = the whole chunk at once (the
+            layout before frame streaming). The result does not depend on it.
         offload: keep the causal feature cache in CPU memory (pinned, async on CUDA).
         pad_frames: encode only: when F is not 1+4k, repeat the last frame up to the next 1+4k
             (with a warning) instead of raising.
@@ -62,6 +69,7 @@ class StreamOptions:
     tile: int = 0
     overlap: int = 64
     temporal_chunk: int = 1
+    frame_stream: int = 1
     offload: bool = False
     pad_frames: bool = False
     output_device: torch.device | str = "cpu"
@@ -120,41 +128,55 @@ def _raise_non_finite(what: str, dtype: torch.dtype) -> None:
 def _run_stream(src: torch.Tensor, chunks, src_range, dst_range, step, tiles: list[Tile], grid_hw,
                 overlap_cells: int, src_unit: int, scale: int, out: torch.Tensor, device, dtype,
                 opts: StreamOptions, what: str) -> torch.Tensor:
-    """Shared loop: for every chunk, run every tile's stream and write the blended result to ``out``.
+    """Shared loop: for every tile (one after the other), run its stream through every chunk and
+    write (untiled) or accumulate with the blend weights (tiled) the result into ``out``.
 
-    Tiles are in grid cells (latent cells); one cell is ``src_unit`` source cells and ``scale``
-    output cells along H and W.
+    ``step(piece, cache, first, emit)`` runs one chunk and calls ``emit(y)`` with its output frames
+    in order (several calls per chunk when the model streams frames). Tiles are in grid cells
+    (latent cells); one cell is ``src_unit`` source cells and ``scale`` output cells along H and W.
     """
-    caches = [FeatureCache(offload=opts.offload, prefetch=opts.prefetch, check=lambda: _check(opts)) for _ in tiles]
-    weights = blend_weights(tiles, grid_hw[0], grid_hw[1], overlap_cells, scale, device) if len(tiles) > 1 else None
-    total = chunks[-1][1]
+    weights = blend_weights(tiles, grid_hw[0], grid_hw[1], overlap_cells, scale, device) if len(tiles) > 1 else [None]
+    if weights[0] is not None:
+        out.zero_()
+    per_tile = chunks[-1][1]
+    total = per_tile * len(tiles)
     bad = torch.zeros((), dtype=torch.bool, device=device)
     if opts.progress:
         opts.progress(0, total)
-    for t0, t1 in chunks:
-        _check(opts)
-        s0, s1 = src_range(t0, t1)
-        d0, d1 = dst_range(t0, t1)
-        if weights is None:
-            piece = src[:, :, s0:s1].to(device=device, dtype=dtype)
-            y = step(piece, caches[0], t0 == 0).float()
-        else:
-            y = torch.zeros(out.shape[0], out.shape[1], d1 - d0, *out.shape[-2:], device=device)
-            for t, cache, w in zip(tiles, caches, weights):
-                piece = src[:, :, s0:s1, t.y0 * src_unit:t.y1 * src_unit, t.x0 * src_unit:t.x1 * src_unit]
-                yt = step(piece.to(device=device, dtype=dtype), cache, t0 == 0).float()
-                y[..., t.y0 * scale:t.y1 * scale, t.x0 * scale:t.x1 * scale] += yt * w
-        if y.shape[2] != d1 - d0:
-            raise RuntimeError(f"{what}: chunk {t0}:{t1} produced {y.shape[2]} frames, expected {d1 - d0}")
-        bad |= ~torch.isfinite(y).all()
-        out[:, :, d0:d1].copy_(y, non_blocking=True)
-        del y
-        if opts.progress:
-            opts.progress(t1, total)
+    for k, (tile, w) in enumerate(zip(tiles, weights)):
+        cache = FeatureCache(offload=opts.offload, prefetch=opts.prefetch, check=lambda: _check(opts))
+        ys = slice(tile.y0 * scale, tile.y1 * scale)
+        xs = slice(tile.x0 * scale, tile.x1 * scale)
+        for t0, t1 in chunks:
+            _check(opts)
+            s0, s1 = src_range(t0, t1)
+            d0, d1 = dst_range(t0, t1)
+            piece = src[:, :, s0:s1] if w is None else src[:, :, s0:s1, tile.y0 * src_unit:tile.y1 * src_unit,
+                                                                tile.x0 * src_unit:tile.x1 * src_unit]
+            pos = [d0]
+
+            def emit(y: torch.Tensor) -> None:
+                nonlocal bad
+                n = y.shape[2]
+                if pos[0] + n > d1:
+                    raise RuntimeError(f"{what}: chunk {t0}:{t1} produced more than {d1 - d0} frames")
+                y = y.float()
+                bad |= ~torch.isfinite(y).all()
+                if w is None:
+                    out[:, :, pos[0]:pos[0] + n].copy_(y, non_blocking=True)
+                else:
+                    out[:, :, pos[0]:pos[0] + n, ys, xs].add_(y.mul_(w).to(out.device))
+                pos[0] += n
+
+            step(piece.to(device=device, dtype=dtype), cache, t0 == 0, emit)
+            if pos[0] != d1:
+                raise RuntimeError(f"{what}: chunk {t0}:{t1} produced {pos[0] - d0} frames, expected {d1 - d0}")
+            if opts.progress:
+                opts.progress(k * per_tile + t1, total)
+        cache.clear()
+        del cache
     if device.type == "cuda":
         torch.cuda.current_stream(device).synchronize()
-    for c in caches:
-        c.clear()
     if bool(bad):
         _raise_non_finite(what, dtype)
     return out
@@ -196,8 +218,9 @@ def decode_video(model, z: torch.Tensor, opts: StreamOptions | None = None) -> t
     frames = geometry.pixel_frames(t)
     out = _output((b, 3, frames, h * s, w * s), device, opts.output_device)
     return _run_stream(z, latent_chunks(t, opts.temporal_chunk), lambda a, b_: (a, b_),
-                       lambda a, b_: pixel_range(geometry, a, b_), model.decode_chunk, tiles, (h, w), o, 1, s,
-                       out, device, dtype, opts, "decode")
+                       lambda a, b_: pixel_range(geometry, a, b_),
+                       lambda piece, cache, first, emit: model.decode_chunk(piece, cache, first, emit, opts.frame_stream),
+                       tiles, (h, w), o, 1, s, out, device, dtype, opts, "decode")
 
 
 def pad_to_causal_length(x: torch.Tensor, geometry: VaeGeometry, pad: bool, input_name: str = "pixels") -> torch.Tensor:
@@ -244,5 +267,5 @@ def encode_video(model, x: torch.Tensor, opts: StreamOptions | None = None) -> t
     tiles, o = _tiles((h, w), opts.tile, opts.overlap, s, "encode")
     out = _output((b, model.z_dim, t, h, w), device, opts.output_device)
     return _run_stream(x, latent_chunks(t, opts.temporal_chunk), lambda a, b_: pixel_range(geometry, a, b_),
-                       lambda a, b_: (a, b_), lambda piece, cache, first: model.encode_chunk(piece, cache),
+                       lambda a, b_: (a, b_), lambda piece, cache, first, emit: emit(model.encode_chunk(piece, cache, opts.frame_stream)),
                        tiles, (h, w), o, s, 1, out, device, dtype, opts, "encode")

@@ -19,7 +19,9 @@ from ..masking.geometry import WAN22
 
 from .base import WanVAEBase
 from .cache import FeatureCache
-from .layers import CausalConv3d, Resample, ResidualBlock, cached_causal_conv, head, middle, run_head, run_middle
+from .layers import (
+    CausalConv3d, Resample, ResidualBlock, cached_causal_conv, framewise, head, middle, run_head, run_middle,
+)
 
 PATCH = 2
 
@@ -73,6 +75,15 @@ class DupUp3D(nn.Module):
                       ft=self.factor_t, fh=self.factor_s, fw=self.factor_s)
         return x[:, :, self.factor_t - 1:] if first_chunk else x
 
+    def frames(self, x: torch.Tensor, first_chunk: bool, f0: int, f1: int) -> torch.Tensor:
+        """Output frames ``[f0, f1)`` of ``forward(x, first_chunk)``, computed from the input frames
+        they come from only (the same values: this shortcut only copies)."""
+        skip = self.factor_t - 1 if first_chunk else 0
+        a, b = f0 + skip, f1 + skip  # indices into the undropped output
+        t0, t1 = a // self.factor_t, -(-b // self.factor_t)
+        y = self.forward(x[:, :, t0:t1], first_chunk=False)
+        return y[:, :, a - t0 * self.factor_t:b - t0 * self.factor_t]
+
 
 class DownGroup(nn.Module):
     """Encoder stage: ``num_res_blocks`` residual blocks and an optional downsample, plus :class:`AvgDown3D`."""
@@ -88,11 +99,25 @@ class DownGroup(nn.Module):
             layers.append(Resample(out_dim, "downsample3d" if temporal else "downsample2d"))
         self.downsamples = nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        y = x
-        for layer in self.downsamples:
-            y = layer(y, cache)
-        return y + self.avg_shortcut(x)
+    def forward(self, x: torch.Tensor, cache: FeatureCache, frames: int = 0) -> torch.Tensor:
+        """``frames`` > 0: everything up to the temporal downsampling runs ``frames`` frames at a
+        time (the residual blocks and the downsample's spatial part are causal per frame)."""
+        layers = list(self.downsamples)
+        res = layers[-1] if isinstance(layers[-1], Resample) else None
+
+        def body(y: torch.Tensor) -> torch.Tensor:
+            for layer in layers[:-1] if res is not None else layers:
+                y = layer(y, cache)
+            return res.spatial(y) if res is not None else y
+
+        y = framewise(body, x, cache, frames)
+        if res is not None and res.mode == "downsample3d":
+            y = res.time_down(y, cache)
+        return y.add_(self.avg_shortcut(x))
+
+    @property
+    def temporal(self) -> bool:
+        return self.avg_shortcut.factor_t > 1
 
 
 class UpGroup(nn.Module):
@@ -115,6 +140,24 @@ class UpGroup(nn.Module):
             y = layer(y, cache)
         return y + self.avg_shortcut(x, first_chunk) if self.avg_shortcut is not None else y
 
+    def stream(self, x: torch.Tensor, cache: FeatureCache, first_chunk: bool, frames: int, cont) -> None:
+        """Run the stage and pass its output to ``cont``: after a temporal upsampling ``frames``
+        frames at a time (each ``cont`` call starts from the same cache cursor), else at once."""
+        res = self.upsamples[-1]
+        if frames <= 0 or not (isinstance(res, Resample) and res.mode == "upsample3d"):
+            cont(self(x, cache, first_chunk))
+            return
+        y = x
+        for layer in list(self.upsamples)[:-1]:
+            y = layer(y, cache)
+        y = res.time_up(y, cache)  # still at the low resolution
+        start = cache.cursor
+        for f in range(0, y.shape[2], frames):
+            cache.cursor = start
+            f1 = min(f + frames, y.shape[2])
+            out = res.spatial(y[:, :, f:f1])
+            cont(out.add_(self.avg_shortcut.frames(x, first_chunk, f, f1)))
+
 
 class Encoder22(nn.Module):
     """Patchified pixels ``[B, 12, F, H/2, W/2]`` -> ``[B, 2*z_dim, T, H/16, W/16]``."""
@@ -130,10 +173,22 @@ class Encoder22(nn.Module):
         self.middle = middle(dims[-1])
         self.head = head(dims[-1], z_channels)
 
-    def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        x = cached_causal_conv(self.conv1, x, cache)
-        for group in self.downsamples:
-            x = group(x, cache)
+    def forward(self, x: torch.Tensor, cache: FeatureCache, frames: int = 1) -> torch.Tensor:
+        """Encode one chunk; ``frames`` patchified frames per pass above each temporal downsampling
+        (0: the whole chunk at once). A temporal stage's average shortcut pairs frames, so each
+        stage's input is gathered, then its body runs frame by frame again."""
+        groups = list(self.downsamples)
+        n_front = next((i for i, g in enumerate(groups) if g.temporal), len(groups))
+
+        def front(y: torch.Tensor) -> torch.Tensor:
+            y = cached_causal_conv(self.conv1, y, cache)
+            for group in groups[:n_front]:
+                y = group(y, cache)
+            return y
+
+        x = framewise(front, x, cache, frames)
+        for group in groups[n_front:]:
+            x = group(x, cache, frames)
         return run_head(self.head, run_middle(self.middle, x, cache), cache)
 
 
@@ -151,12 +206,23 @@ class Decoder22(nn.Module):
             for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))])
         self.head = head(dims[-1], 3 * PATCH * PATCH)
 
-    def forward(self, x: torch.Tensor, cache: FeatureCache, first_chunk: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: FeatureCache, first_chunk: bool, emit=None, frames: int = 1):
+        """Decode one chunk; below every temporal upsampling ``frames`` frames at a time (0: at
+        once). ``emit(patchified pixels [B, 12, f, 8h, 8w])`` receives the output in order; without
+        it the chunk's frames are returned concatenated."""
+        pieces = []
+        out = emit if emit is not None else pieces.append
         x = cached_causal_conv(self.conv1, x, cache)
         x = run_middle(self.middle, x, cache)
-        for group in self.upsamples:
-            x = group(x, cache, first_chunk)
-        return run_head(self.head, x, cache)
+        self._run(0, x, cache, first_chunk, out, frames)
+        return None if emit is not None else torch.cat(pieces, dim=2)
+
+    def _run(self, g: int, x: torch.Tensor, cache: FeatureCache, first_chunk: bool, out, frames: int) -> None:
+        if g == len(self.upsamples):
+            out(run_head(self.head, x, cache))
+            return
+        self.upsamples[g].stream(x, cache, first_chunk, frames,
+                                 lambda y: self._run(g + 1, y, cache, first_chunk, out, frames))
 
 
 class WanVAE22(WanVAEBase):
@@ -173,21 +239,30 @@ class WanVAE22(WanVAEBase):
                  num_res_blocks: int = 2, temporal_downsample=(False, True, True)):
         super().__init__()
         self.dim, self.dec_dim, self.z_dim = dim, dec_dim, z_dim
+        self.config = {"dim": dim, "dec_dim": dec_dim, "z_dim": z_dim, "dim_mult": tuple(dim_mult),
+                       "num_res_blocks": num_res_blocks, "temporal_downsample": tuple(temporal_downsample)}
+        """Constructor arguments (rebuilds the same architecture, e.g. the meta twin of :mod:`vae.memory`)."""
         self.encoder = Encoder22(dim, z_dim * 2, dim_mult, num_res_blocks, temporal_downsample)
         self.conv1 = CausalConv3d(z_dim * 2, z_dim * 2, 1)
         self.conv2 = CausalConv3d(z_dim, z_dim, 1)
         self.decoder = Decoder22(dec_dim, z_dim, dim_mult, num_res_blocks, tuple(temporal_downsample)[::-1])
 
-    def encode_chunk(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        """Pixels ``[B, 3, f, H, W]`` (f = 1 for frame 0, else 4k) -> mean ``[B, 48, t, H/16, W/16]``."""
+    def encode_chunk(self, x: torch.Tensor, cache: FeatureCache, frames: int = 1) -> torch.Tensor:
+        """Pixels ``[B, 3, f, H, W]`` (f = 1 for frame 0, else 4k) -> mean ``[B, 48, t, H/16, W/16]``;
+        ``frames`` frames per pass above each temporal downsampling (0: all at once)."""
         cache.begin_chunk()
-        mu, _log_var = self.conv1(self.encoder(patchify(x), cache)).chunk(2, dim=1)
+        mu, _log_var = self.conv1(self.encoder(patchify(x), cache, frames)).chunk(2, dim=1)
         return mu
 
-    def decode_chunk(self, z: torch.Tensor, cache: FeatureCache, first: bool) -> torch.Tensor:
-        """Latents ``[B, 48, t, h, w]`` -> pixels ``[B, 3, f, 16h, 16w]`` (f = 1 when ``first``, else 4t)."""
+    def decode_chunk(self, z: torch.Tensor, cache: FeatureCache, first: bool, emit=None, frames: int = 1):
+        """Latents ``[B, 48, t, h, w]`` -> pixels ``[B, 3, f, 16h, 16w]`` (f = 1 when ``first``, else 4t),
+        ``frames`` at a time below each temporal upsampling (0: all at once); with ``emit`` the pixels
+        go to ``emit`` piece by piece and nothing is returned."""
         cache.begin_chunk()
-        return unpatchify(self.decoder(self.conv2(z), cache, first_chunk=first))
+        if emit is None:
+            return unpatchify(self.decoder(self.conv2(z), cache, first, None, frames))
+        self.decoder(self.conv2(z), cache, first, lambda y: emit(unpatchify(y)), frames)
+        return None
 
     def encoder_modules(self) -> list[nn.Module]:
         return [self.encoder, self.conv1]

@@ -171,6 +171,23 @@ def test_wrong_latent_channels_are_a_clear_error(server, io_dir):
 def test_modules_equal_comfyui_native_wan_vaes_in_process(comfyui_path, kind):
     """Our Wan 2.1 and 2.2 modules against ComfyUI's own classes, same random weights, small width
     (the tiny checkpoints have no Wan 2.2 VAE, so this is where 2.2 meets native)."""
+    native, ours, _ = _native_pair(comfyui_path, kind)
+    g = torch.Generator().manual_seed(1)
+    s = 8 if kind == "2.1" else 16
+    x = torch.rand(1, 3, 9, 3 * s, 4 * s, generator=g) * 2 - 1
+    with torch.inference_mode():
+        z_native, z_ours = native.encode(x), ours.encode(x)
+        assert z_ours.shape == z_native.shape == (1, ours.z_dim, 3, 3, 4)
+        assert (z_ours - z_native).abs().max() < 1e-4
+        z = torch.randn(z_native.shape, generator=g)
+        x_native, x_ours = native.decode(z), ours.decode(z)
+        assert x_ours.shape == x_native.shape == x.shape
+        assert x_native.abs().max() > 0.1
+        assert (x_ours - x_native).abs().max() < 1e-4
+
+
+def _native_pair(comfyui_path, kind):
+    """(native ComfyUI Wan VAE module, our module) with the same random weights, small width."""
     import sys
 
     sys.path.insert(0, str(comfyui_path))
@@ -189,15 +206,66 @@ def test_modules_equal_comfyui_native_wan_vaes_in_process(comfyui_path, kind):
     sd = {k: (torch.randn(v.shape, generator=g) * (v[0].numel() ** -0.5 if v.dim() > 1 else 0.1)
               + (1.0 if k.endswith("gamma") else 0.0)) for k, v in native.state_dict().items()}
     native.load_state_dict(sd)
-    ours = build_wan_vae(sd)
+    return native, build_wan_vae(sd), sd
+
+
+@pytest.mark.parametrize("kind", ["2.1", "2.2"])
+def test_every_streaming_mode_equals_native_in_process(comfyui_path, kind):
+    """Frame streaming (1 or 2 frames per pass, or off), latent chunking and cache offload: every
+    mode decodes and encodes like ComfyUI's own Wan VAE, within 1e-4 in fp32."""
+    native, ours, _ = _native_pair(comfyui_path, kind)
     s = 8 if kind == "2.1" else 16
-    x = torch.rand(1, 3, 9, 3 * s, 4 * s, generator=g) * 2 - 1
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(1, 3, 13, 2 * s, 3 * s, generator=g) * 2 - 1
+    z = torch.randn(1, ours.z_dim, 4, 2, 3, generator=g)
     with torch.inference_mode():
-        z_native, z_ours = native.encode(x), ours.encode(x)
-        assert z_ours.shape == z_native.shape == (1, ours.z_dim, 3, 3, 4)
-        assert (z_ours - z_native).abs().max() < 1e-4
-        z = torch.randn(z_native.shape, generator=g)
-        x_native, x_ours = native.decode(z), ours.decode(z)
-        assert x_ours.shape == x_native.shape == x.shape
+        x_native, z_native = native.decode(z), native.encode(x)
         assert x_native.abs().max() > 0.1
-        assert (x_ours - x_native).abs().max() < 1e-4
+        for frames in (1, 2, 0):
+            for chunk in (1, 2):
+                for offload in (False, True):
+                    mode = f"frame_stream={frames} temporal_chunk={chunk} offload={offload}"
+                    dx = (ours.decode(z, frame_stream=frames, temporal_chunk=chunk, offload=offload) - x_native).abs().max()
+                    dz = (ours.encode(x, frame_stream=frames, temporal_chunk=chunk, offload=offload) - z_native).abs().max()
+                    assert dx < 1e-4, f"decode {mode}: {dx:.3g}"
+                    assert dz < 1e-4, f"encode {mode}: {dz:.3g}"
+
+
+def test_comfyui_memory_estimate_is_the_traced_working_set(comfyui_path):
+    """wire_vae hands ComfyUI's memory manager the model's traced working set instead of native's
+    formula, per sample, following the offload option; comfy.sd.VAE then decodes like native."""
+    import importlib.util
+    from pathlib import Path
+
+    _native_pair(comfyui_path, "2.1")  # ComfyUI on sys.path, CPU mode
+    import comfy.sd
+
+    from comfyui_wanmasking.vae.loading import build_wan_vae
+    from comfyui_wanmasking.vae.wan21 import WanVAE21
+
+    torch.manual_seed(0)
+    sd = WanVAE21().state_dict()  # real width: ComfyUI 0.3.64 builds its Wan 2.1 VAE at width 96
+    ours = build_wan_vae(sd)
+
+    spec = importlib.util.spec_from_file_location(
+        "wanmask_compat_vae_test", Path(__file__).resolve().parents[2] / "nodes" / "comfy_compat.py")
+    compat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compat)
+    native_vae = comfy.sd.VAE(sd=sd)
+    shape, pixels = (1, 16, 21, 60, 104), (1, 3, 81, 480, 832)
+    native_dec = native_vae.memory_used_decode(shape, torch.float32)
+    native_enc = native_vae.memory_used_encode(pixels, torch.float32)
+    vae = compat.wire_vae(comfy.sd.VAE(sd=sd), ours, decode_dtype=torch.float32, encode_dtype=torch.float32)
+    dec, enc = vae.memory_used_decode(shape, torch.float32), vae.memory_used_encode(pixels, torch.float32)
+    assert dec == ours.decode_working_set(shape) and enc == ours.encode_working_set(pixels)
+    assert 0 < dec < native_dec and 0 < enc < native_enc
+    assert vae.memory_used_decode((4, *shape[1:]), None) == dec  # per sample, as ComfyUI divides by it
+    ours.options.offload = True
+    assert vae.memory_used_decode(shape, torch.float32) < dec / 2  # the cache leaves the device
+    ours.options.offload = False
+    z = torch.randn(1, 16, 2, 2, 2, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        # comfy.sd.VAE.decode applies the latent format's process_output; compare against native's
+        ref = native_vae.decode(z)
+        got = vae.decode(z)
+    assert got.shape == ref.shape and (got - ref).abs().max() < 1e-4
