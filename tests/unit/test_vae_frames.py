@@ -10,16 +10,12 @@ import comfyui_wanmasking.vae.stream as stream
 from comfyui_wanmasking.vae import memory
 from comfyui_wanmasking.vae.cache import FeatureCache
 from comfyui_wanmasking.vae.layers import CausalConv3d, cached_causal_conv
+from comfyui_wanmasking.tests.unit.test_vae_model import small21
 from comfyui_wanmasking.vae.wan21 import WanVAE21
 from comfyui_wanmasking.vae.wan22 import DupUp3D, WanVAE22
 
 
-def small21(seed=0):
-    torch.manual_seed(seed)
-    return WanVAE21(dim=8).eval()
-
-
-def small22(seed=0):
+def small22(seed=0):  # test_vae_model's, with a decoder as narrow as the encoder
     torch.manual_seed(seed)
     return WanVAE22(dim=8, dec_dim=8).eval()
 
