@@ -133,8 +133,11 @@ class WanMaskVAEDecode(io.ComfyNode):
     def execute(cls, samples, vae, tile_size, overlap, temporal_chunk) -> io.NodeOutput:
         svae = streaming_vae(vae)
         z = samples["samples"]
-        compat.load_vae_for(svae, svae.memory_used_decode(z.shape, None))
-        video = svae.first_stage_model.decode(z, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
+        model = svae.first_stage_model
+        # ComfyUI frees memory for the working set of this decode, with this node's tiling and chunking
+        compat.load_vae_for(svae, model.decode_working_set(z.shape, tile=tile_size, overlap=overlap,
+                                                           temporal_chunk=temporal_chunk))
+        video = model.decode(z, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
                                               progress=_progress_callback(),
                                               output_device=compat.intermediate_device())
         return io.NodeOutput(video_to_image(video))
@@ -168,8 +171,11 @@ class WanMaskVAEEncode(io.ComfyNode):
     def execute(cls, pixels, vae, tile_size, overlap, temporal_chunk, frame_count) -> io.NodeOutput:
         svae = streaming_vae(vae)
         x = image_to_video(pixels)
-        compat.load_vae_for(svae, svae.memory_used_encode(x.shape, None))
-        z = svae.first_stage_model.encode(x, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
+        model = svae.first_stage_model
+        compat.load_vae_for(svae, model.encode_working_set(x.shape, tile=tile_size, overlap=overlap,
+                                                           temporal_chunk=temporal_chunk,
+                                                           pad_frames=frame_count == "pad"))
+        z = model.encode(x, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
                                           pad_frames=frame_count == "pad", progress=_progress_callback(),
                                           output_device=compat.intermediate_device())
         return io.NodeOutput({"samples": z})
