@@ -52,7 +52,7 @@ def check_settings(mode: str, strength: float) -> None:
     if mode not in MODES:
         raise ValueError(f"differential: unknown mode {mode!r}. Use one of {', '.join(MODES)}.")
     if not (0.0 <= float(strength) <= 1.0):
-        raise ValueError(f"strength: {strength} is outside [0, 1]. Fix: 1 = fully thresholded, "
+        raise ValueError(f"strength: {strength} is outside [0.0, 1.0]. Fix: 1 = fully thresholded, "
                          "0 = the plain soft mask (no binarization).")
 
 

@@ -12,7 +12,9 @@ import node_helpers
 from comfy_api.latest import io
 
 from . import comfy_compat as compat
-from .inputs import MAX_RES, category, embeds_outputs, expert, first_error, schema, video_inputs, within
+from .inputs import (
+    MAX_RES, category, check_choices, embeds_outputs, expert, first_error, schema, video_inputs, within,
+)
 from ..masking import conventions
 from ..masking.geometry import WAN21, geometry_for_channels
 from ..wan.animate import build_animate_embeds
@@ -113,9 +115,10 @@ class WanMaskI2VEmbeds(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, length=None, keyframe_indices=None):
+    def validate_inputs(cls, length=None, keyframe_indices=None, null_fill=None):
         return first_error(lambda: _check_length(length),
-                           lambda: parse_indices(keyframe_indices, length) if keyframe_indices and length else None)
+                           lambda: parse_indices(keyframe_indices, length) if keyframe_indices and length else None,
+                           lambda: check_choices(cls, null_fill=null_fill))
 
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, fun_or_fl2v_model, null_fill,

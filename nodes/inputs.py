@@ -132,3 +132,16 @@ def first_error(*checks) -> bool | str:
     except ValueError as e:
         return str(e)
     return True
+
+
+def check_choices(cls: type[io.ComfyNode], **values) -> None:
+    """ValueError unless each given value is one of its combo input's options in ``cls``'s schema.
+
+    ComfyUI 0.3.64 checks V1 combo lists at /prompt but not V3 ``COMBO`` inputs, so without this a
+    bad choice there would only fail when the node runs; 0.33 checks both (and skips its own check
+    for the inputs a validate_inputs names, which this repeats)."""
+    options = {i.id: list(getattr(i, "options", None) or []) for i in cls.define_schema().inputs}
+    for name, value in values.items():
+        if value is not None and options.get(name) and value not in options[name]:
+            shown = options[name] if len(options[name]) <= 20 else f"{len(options[name])} choices"
+            raise ValueError(f"{name}: {value!r} is not one of {shown}. Fix: pick one of the listed values.")

@@ -6,7 +6,7 @@ import logging
 from comfy_api.latest import io, ui
 
 from . import comfy_compat as compat
-from .inputs import category, expert, schema
+from .inputs import category, check_choices, expert, first_error, schema
 from ..masking import conventions
 from ..masking.geometry import geometry_for_channels, wan_video_latent
 from ..masking.latent_mask import SPATIAL_MODES, TEMPORAL_MODES, pixel_mask_to_latent
@@ -43,6 +43,10 @@ class WanMaskToLatent(io.ComfyNode):
             ],
             outputs=[io.Latent.Output(tooltip=f"The latent with its noise_mask ({conventions.NOISE_MASK}).")],
         )
+
+    @classmethod
+    def validate_inputs(cls, temporal=None, spatial=None):
+        return first_error(lambda: check_choices(cls, temporal=temporal, spatial=spatial))
 
     @classmethod
     def execute(cls, samples, mask, temporal, spatial, grow) -> io.NodeOutput:

@@ -12,7 +12,7 @@ import logging
 from comfy_api.latest import io
 
 from . import comfy_compat as compat
-from .inputs import category, expert, schema
+from .inputs import category, check_choices, expert, first_error, schema
 from .lora_trainer import TrainOptions, train_masked_lora
 from ..masking import conventions
 from ..masking.geometry import geometry_for_channels
@@ -164,6 +164,10 @@ class WanMaskLossWeights(io.ComfyNode):
                     "Tiers coloured (face red, body green, hair blue, background dark), brightness = weight."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, preset=None):
+        return first_error(lambda: check_choices(cls, preset=preset))
 
     @classmethod
     def execute(cls, mask, preset, gamma, min_weight, width, height) -> io.NodeOutput:

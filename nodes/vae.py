@@ -14,7 +14,7 @@ import torch
 from comfy_api.latest import io
 
 from . import comfy_compat as compat
-from .inputs import category, precision_input, schema, tiling_inputs
+from .inputs import category, check_choices, first_error, precision_input, schema, tiling_inputs
 from ..vae.base import DTYPES, WanVAEBase
 from ..vae.images import image_to_video, video_to_image
 from ..vae.loading import build_wan_vae
@@ -104,6 +104,10 @@ class WanMaskVAELoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, vae_name=None, decode_precision=None, encode_precision=None):
+        return first_error(lambda: check_choices(cls, vae_name=vae_name, decode_precision=decode_precision, encode_precision=encode_precision))
+
+    @classmethod
     def execute(cls, vae_name, decode_precision, encode_precision, cache_offload) -> io.NodeOutput:
         sd, _, vae = compat.load_vae_file(vae_name)  # native attributes: ratios, latent format, devices
         model = build_wan_vae(sd, name=f"vae_name ({vae_name})")
@@ -166,6 +170,10 @@ class WanMaskVAEEncode(io.ComfyNode):
             ],
             outputs=[io.Latent.Output(tooltip="The Wan video latent [1, C, T, h, w].")],
         )
+
+    @classmethod
+    def validate_inputs(cls, frame_count=None):
+        return first_error(lambda: check_choices(cls, frame_count=frame_count))
 
     @classmethod
     def execute(cls, pixels, vae, tile_size, overlap, temporal_chunk, frame_count) -> io.NodeOutput:

@@ -94,3 +94,21 @@ def test_validate_inputs_refuses_bad_widget_values_before_the_queue(server):
     prompt["1"]["inputs"]["length"] = 0
     code, body = server.submit(prompt)
     assert code == 400 and "length" in json.dumps(body), body
+
+
+def test_bad_choices_are_refused_before_the_queue_on_every_version(server):
+    """ComfyUI 0.3.64 checks V1 combo lists at /prompt but not V3 COMBO inputs; the nodes' own
+    validate_inputs refuses a value that is not among the options there too."""
+    prompt = {"1": {"class_type": "WanMaskVAELoader", "inputs": {"vae_name": "wan_tiny_vae.safetensors",
+                                                                  "decode_precision": "fp8", "encode_precision": "auto",
+                                                                  "cache_offload": False}},
+              "2": {"class_type": "WanMaskVAEEncode", "inputs": {"pixels": ["3", 0], "vae": ["1", 0], "tile_size": 0,
+                                                                  "overlap": 64, "temporal_chunk": 1,
+                                                                  "frame_count": "truncate"}},
+              "3": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}},
+              "4": {"class_type": "WanMaskTestSave", "inputs": {"path": "never.safetensors", "latent": ["2", 0]}}}
+    code, body = server.submit(prompt)
+    assert code == 400, body
+    errors = {nid: json.dumps(e) for nid, e in body["node_errors"].items()}
+    assert "decode_precision" in errors["1"] and "fp8" in errors["1"], errors
+    assert "frame_count" in errors["2"] and "truncate" in errors["2"], errors

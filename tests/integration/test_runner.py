@@ -133,8 +133,8 @@ def test_bad_set_syntax_exits_2(tmp_path, server):
 
 DEAD_WORKER_SCRIPT = r"""
 import sys, time
-from comfyui_wanmasking.wanmask_runner.embedded_backend import EmbeddedBackend, WorkerDied
-from comfyui_wanmasking.wanmask_runner.api import run_workflow
+from wanmask_runner.embedded_backend import EmbeddedBackend, WorkerDied  # as run from a checkout
+from wanmask_runner.api import run_workflow
 backend = EmbeddedBackend.get(sys.argv[1], sys.argv[2:])
 assert backend.worker is not None and backend.worker.is_alive(), "the worker thread was not found"
 backend.server.prompt_queue.put(("not", "a queue item"))   # the worker dies on it (IndexError)

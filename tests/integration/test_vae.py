@@ -30,14 +30,14 @@ def test_nodes_are_listed_with_their_inputs(server):
     info = server.get("/object_info")
     loader = info["WanMaskVAELoader"]
     assert list(loader["input"]["required"]) == ["vae_name", "decode_precision", "encode_precision", "cache_offload"]
-    assert "wan_tiny_vae.safetensors" in loader["input"]["required"]["vae_name"][0]
+    assert "wan_tiny_vae.safetensors" in loader["input"]["required"]["vae_name"][1]["options"]  # V3 COMBO
     assert loader["output"] == ["VAE"]
-    assert loader["category"] == "WanMasking/vae"
+    assert loader["category"] == info["VAELoader"]["category"] + "/wan masking"  # beside native's loader
     decode = info["WanMaskVAEDecode"]["input"]["required"]
     assert list(decode) == ["samples", "vae", "tile_size", "overlap", "temporal_chunk"]
     encode = info["WanMaskVAEEncode"]["input"]["required"]
     assert list(encode) == ["pixels", "vae", "tile_size", "overlap", "temporal_chunk", "frame_count"]
-    assert encode["frame_count"][0] == ["error", "pad"]
+    assert encode["frame_count"][1]["options"] == ["error", "pad"]
 
 
 def test_loader_vae_in_native_vaedecode_equals_native_decoding(server, clip_file, io_dir):
