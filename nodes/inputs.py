@@ -145,3 +145,20 @@ def check_choices(cls: type[io.ComfyNode], **values) -> None:
         if value is not None and options.get(name) and value not in options[name]:
             shown = options[name] if len(options[name]) <= 20 else f"{len(options[name])} choices"
             raise ValueError(f"{name}: {value!r} is not one of {shown}. Fix: pick one of the listed values.")
+
+
+def check_widgets(cls: type[io.ComfyNode], values: dict) -> None:
+    """ValueError for the first widget value outside its input's options or bounds in ``cls``'s
+    schema: the checks ComfyUI itself skips for a node whose validate_inputs takes ``**kwargs``.
+    A list value (a node with ``is_input_list``) is checked item by item; None (a link) is skipped."""
+    for inp in cls.define_schema().inputs:
+        raw = values.get(inp.id)
+        for value in raw if isinstance(raw, list) else [raw]:
+            if value is None or isinstance(value, (list, dict)):
+                continue
+            options = list(getattr(inp, "options", None) or [])
+            if options and value not in options:
+                check_choices(cls, **{inp.id: value})
+            lo, hi = getattr(inp, "min", None), getattr(inp, "max", None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and (lo is not None or hi is not None):
+                within(inp.id, value, lo if lo is not None else value, hi if hi is not None else value)

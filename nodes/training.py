@@ -12,7 +12,7 @@ import logging
 from comfy_api.latest import io
 
 from . import comfy_compat as compat
-from .inputs import category, check_choices, expert, first_error, schema
+from .inputs import category, check_choices, check_widgets, expert, first_error, schema
 from .lora_trainer import TrainOptions, train_masked_lora
 from ..masking import conventions
 from ..masking.geometry import geometry_for_channels
@@ -96,6 +96,12 @@ class WanMaskTrainLoRA(io.ComfyNode):
             is_input_list=_TAKES_LISTS,
             is_experimental=True,
         )
+
+    @classmethod
+    def validate_inputs(cls, **values):
+        """Every widget against its options and bounds (native's inputs differ by version, hence
+        ``**values``; ComfyUI then leaves these checks to the node, and 0.3.64 would not check V3 combos)."""
+        return first_error(lambda: check_widgets(cls, values))
 
     @classmethod
     def execute(cls, model, latents, positive, gamma, min_weight, prior_preservation_weight,

@@ -256,6 +256,22 @@ def test_missing_mask_with_require_mask_fails_before_training(server, data):
     assert "loss_mask: no mask is connected but require_mask is on" in message
 
 
+@pytest.mark.parametrize("bad", [{"optimizer": "Adamax"}, {"rank": 0}, {"gamma": 0.0}])
+def test_bad_widget_values_are_refused_before_the_queue(server, data, bad):
+    """Native's options (converted to V3 COMBOs on 0.3.64, which does not check those itself) and
+    ours, against their options and bounds, by the node's validate_inputs."""
+    g = Graph()
+    source = g.add("WanMaskTestLoad", path=str(data["dir"] / "A.safetensors"))
+    trained = trainer(g, tiny_t2v_model(g), zero_cond(g), source, masked=True)
+    g.prompt[trained.id]["inputs"].update(bad)
+    g.add("WanMaskTestSaveLoss", loss=trained[2], path="/dev/null")
+    code, body = server.submit(g.prompt)
+    name, value = next(iter(bad.items()))
+    assert code == 400, body
+    text = json.dumps(body["node_errors"][trained.id])
+    assert name in text and str(value) in text, text
+
+
 def test_bad_mask_frame_count_fails_before_training(server, io_dir):
     path = io_dir / "bad.safetensors"
     save_file({"samples": torch.zeros(1, 16, T, CELLS, CELLS), "mask": torch.ones(6, SIZE, SIZE)}, str(path))
