@@ -71,10 +71,15 @@ def native_category(node_id: str) -> str | None:
     node packs load after ComfyUI's own nodes, so this is known when the pack's schemas are built."""
     import nodes
     cls = nodes.NODE_CLASS_MAPPINGS.get(node_id)
-    try:
-        return str(cls.CATEGORY) if cls is not None and cls.CATEGORY else None
-    except Exception:  # a V3 class whose schema cannot be built here
+    if cls is None:
         return None
+    try:
+        # a V3 node's own schema: its CATEGORY class property can be a V3 parent's, cached before the
+        # subclass changed the category (0.33's WanContextWindowsManual reads "model/patch" there)
+        category = cls.define_schema().category if hasattr(cls, "define_schema") else cls.CATEGORY
+    except Exception:  # a schema that cannot be built here
+        return None
+    return str(category) if category else None
 
 
 def empty_latent_mean(channels: int) -> torch.Tensor:

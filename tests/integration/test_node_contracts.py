@@ -51,6 +51,8 @@ def test_categories_sit_beside_the_native_wan_nodes(object_info):
         assert object_info[node_id]["category"].startswith(native + "/"), (node_id, object_info[node_id]["category"])
     assert object_info["WanMaskTrainLoRA"]["category"].startswith(object_info["TrainLoraNode"]["category"] + "/")
     assert object_info["WanMaskVAELoader"]["category"].startswith(object_info["VAELoader"]["category"] + "/")
+    assert object_info["WanMaskContextWindows"]["category"].startswith(
+        object_info["WanContextWindowsManual"]["category"] + "/")
     assert not any(e["category"].startswith("WanMasking") for k, e in object_info.items() if k.startswith("WanMask"))
 
 
