@@ -75,6 +75,15 @@ def streaming_vae(vae):
     return streaming
 
 
+def _working_set(svae, kind: str, shape, **options) -> int:
+    """The traced working set of one decode/encode with these options. A shape the model cannot take
+    (the call right after raises the clear error) gets ComfyUI's own estimate instead."""
+    try:
+        return getattr(svae.first_stage_model, f"{kind}_working_set")(shape, **options)
+    except Exception:  # noqa: BLE001 - the decode/encode itself reports bad input
+        return getattr(svae, f"memory_used_{kind}")(shape, None)
+
+
 class WanMaskVAELoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -139,8 +148,8 @@ class WanMaskVAEDecode(io.ComfyNode):
         z = samples["samples"]
         model = svae.first_stage_model
         # ComfyUI frees memory for the working set of this decode, with this node's tiling and chunking
-        compat.load_vae_for(svae, model.decode_working_set(z.shape, tile=tile_size, overlap=overlap,
-                                                           temporal_chunk=temporal_chunk))
+        compat.load_vae_for(svae, _working_set(svae, "decode", z.shape, tile=tile_size, overlap=overlap,
+                                               temporal_chunk=temporal_chunk))
         video = model.decode(z, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
                                               progress=_progress_callback(),
                                               output_device=compat.intermediate_device())
@@ -180,9 +189,8 @@ class WanMaskVAEEncode(io.ComfyNode):
         svae = streaming_vae(vae)
         x = image_to_video(pixels)
         model = svae.first_stage_model
-        compat.load_vae_for(svae, model.encode_working_set(x.shape, tile=tile_size, overlap=overlap,
-                                                           temporal_chunk=temporal_chunk,
-                                                           pad_frames=frame_count == "pad"))
+        compat.load_vae_for(svae, _working_set(svae, "encode", x.shape, tile=tile_size, overlap=overlap,
+                                               temporal_chunk=temporal_chunk, pad_frames=frame_count == "pad"))
         z = model.encode(x, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,
                                           pad_frames=frame_count == "pad", progress=_progress_callback(),
                                           output_device=compat.intermediate_device())
