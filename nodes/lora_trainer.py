@@ -61,7 +61,6 @@ class MaskedTrainSampler(compat.sampler_base()):
                  grad_scaler=None, bypass_injections=None, mp=None):
         self.loop = MaskedLossLoop(weights, settings, loss_name, batch_size, grad_acc, total_steps, seed)
         self.optimizer = optimizer
-        self.seed = seed
         self.training_dtype = training_dtype
         self.grad_scaler = grad_scaler
         self.bypass_injections, self.mp = bypass_injections, mp
@@ -105,7 +104,7 @@ class MaskedTrainSampler(compat.sampler_base()):
 
         bar = compat.progress_bar(self.loop.total_steps)
         self.loop.run(latent_image, predict=predict, teacher=teacher,
-                      noise=lambda step, x0: compat.random_noise(self.seed + step * 1000, x0),
+                      noise=lambda step, x0: compat.random_noise(self.loop.seed + step * 1000, x0),
                       percent_to_sigma=sampling.percent_to_sigma,
                       noise_scaling=lambda s, eps, x0: sampling.noise_scaling(s, eps, x0, False),
                       backward=backward, optimizer_step=lambda: optimizer_step(self.optimizer, self.grad_scaler),
