@@ -155,6 +155,14 @@ def object_info() -> dict:
     return info
 
 
+def node_replacements(server) -> dict:
+    """The node replacements a PromptServer registers, as ``GET /node_replacements`` serves them
+    (``NodeReplaceManager``, ComfyUI 0.33+); {} where the server has no such manager."""
+    manager = getattr(server, "node_replace_manager", None)
+    as_dict = getattr(manager, "as_dict", None)
+    return as_dict() if callable(as_dict) else {}
+
+
 # ============================================================================================
 # Sampler wrappers and the denoise-mask function (WanMaskSamplerPatch)
 # ============================================================================================

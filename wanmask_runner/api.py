@@ -92,11 +92,13 @@ def load_workflow(path: str | os.PathLike) -> dict:
 
 
 def to_api(workflow: dict, object_info_fn: Callable[[], dict],
-           frontend_version_fn: Callable[[], str | None] | None = None) -> dict:
-    """The API-format prompt of a workflow in either format (object_info, and the server's frontend
-    version, are fetched only for UI format)."""
+           frontend_version_fn: Callable[[], str | None] | None = None,
+           replacements_fn: Callable[[], dict] | None = None) -> dict:
+    """The API-format prompt of a workflow in either format (object_info, the server's frontend
+    version and its node replacements are fetched only for UI format)."""
     if is_ui_format(workflow):
-        return ui_to_api(workflow, object_info_fn(), frontend_version_fn() if frontend_version_fn else None)
+        return ui_to_api(workflow, object_info_fn(), frontend_version_fn() if frontend_version_fn else None,
+                         replacements_fn() if replacements_fn else None)
     if "prompt" in workflow and isinstance(workflow["prompt"], dict):  # a saved POST body
         return workflow["prompt"]
     return workflow
@@ -116,8 +118,8 @@ def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = Non
     if backend is None:
         backend = open_backend(server=server, comfyui=comfyui, comfy_args=comfy_args, timeout=timeout)
     wf = load_workflow(workflow) if not isinstance(workflow, dict) else json.loads(json.dumps(workflow))
-    prompt = apply_overrides(to_api(wf, backend.object_info, getattr(backend, "frontend_version", None)),
-                             list(overrides))
+    prompt = apply_overrides(to_api(wf, backend.object_info, getattr(backend, "frontend_version", None),
+                                    getattr(backend, "node_replacements", None)), list(overrides))
     result = backend.run(prompt, prompt_id=str(uuid.uuid4()), on_event=on_event, timeout=timeout)
     if result.ok and out_dir is not None:
         refused = save_outputs(result, backend, out_dir, prompt)

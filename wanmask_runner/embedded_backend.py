@@ -97,6 +97,10 @@ class EmbeddedBackend:
     def object_info(self) -> dict:
         return self.compat.object_info()
 
+    def node_replacements(self) -> dict:
+        """The node replacements this ComfyUI registers (as ``/node_replacements`` gives them); {} before 0.33."""
+        return self.compat.node_replacements(self.server)
+
     def frontend_version(self) -> str | None:
         """The frontend this ComfyUI serves (its pinned comfyui-frontend-package), for the UI -> API
         conversion; None when unknown."""

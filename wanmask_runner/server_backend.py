@@ -37,6 +37,16 @@ class ServerBackend:
             return None
         return system.get("installed_frontend_version") or system.get("required_frontend_version")
 
+    def node_replacements(self) -> dict:
+        """The node replacements the server registers (``/node_replacements``, ComfyUI 0.33+):
+        old type -> [replacement]; {} where the server has none (0.3.x answers 404)."""
+        try:
+            return json.loads(self._get("/node_replacements"))
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return {}
+            raise
+
     def interrupt(self) -> None:
         """Stop what the server is running now (POST /interrupt)."""
         req = urllib.request.Request(self.url + "/interrupt", data=b"{}", headers={"Content-Type": "application/json"})

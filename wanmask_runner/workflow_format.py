@@ -6,7 +6,10 @@ UI node's ``widgets_values``, in declaration order) and which are sockets (links
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+
+log = logging.getLogger("wanmask_runner")
 
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"  # a V3 combo whose chosen option brings its own inputs ("name.sub")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", DYNAMIC_COMBO}
@@ -16,7 +19,9 @@ UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload")
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MUTED, BYPASSED = 2, 4
 # Widgets of the frontend's own for these input types; their values are saved like any widget's.
-FRONTEND_WIDGETS = {"COLOR", "COLORS", "CURVE", "BOUNDING_BOX", "BOUNDING_BOXES", "COMPOSITOR", "IMAGECOMPARE"}
+FRONTEND_WIDGETS = {"COLOR", "COLORS", "CURVE", "BOUNDING_BOX", "BOUNDING_BOXES", "COMPOSITOR", "IMAGECOMPARE",
+                    "LOAD_3D"}
+VIEWPORT = "LOAD_3D"  # the frontend's 3D viewer: it sends the viewer's state, not the saved value
 # Widgets whose value the frontend does not send as saved, but as this.
 SENT_AS = {"IMAGECOMPARE": ["", ""]}
 # Nodes the frontend gives widgets of its own after the declared ones, sent as inputs (the node
@@ -118,6 +123,20 @@ def read_widgets(specs, values: list, pos: int, inputs: dict, prefix: str = "") 
         pos += serialized_count(prefix + name, kind, opts)
         pos = read_widgets(_option_specs(kind, opts, value), values, pos, inputs, f"{prefix}{name}.")
     return pos
+
+
+def viewport_state(node: dict) -> dict:
+    """What a 3D viewer widget (``LOAD_3D``) sends, headless: the camera saved on the node
+    (``properties["Camera Config"]``; None when it was never moved) and no scene captures. The
+    frontend sends its live viewer's state: the same camera once restored, and for the Load3D node
+    captures of the rendered scene, which only a browser can make."""
+    config = (node.get("properties") or {}).get("Camera Config")
+    camera = dict(config["state"]) if isinstance(config, dict) and isinstance(config.get("state"), dict) else None
+    if camera is not None:  # three.js vectors serialize with their isVector3 flag
+        for key in ("position", "target"):
+            if isinstance(camera.get(key), dict):
+                camera[key] = {"isVector3": True, **camera[key]}
+    return {"image": "", "mask": "", "normal": "", "recording": "", "camera_info": camera, "model_3d_info": []}
 
 
 SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20  # ids of a subgraph's input and output nodes in its links
@@ -249,6 +268,9 @@ class _Scope:
                 values.update(saved)
             elif info is not None:
                 pos = read_widgets(_input_specs(info), list(saved or []), 0, values)
+                for name, kind, _ in _input_specs(info):
+                    if kind == VIEWPORT and name in values:
+                        values[name] = viewport_state(node)
                 extra = FRONTEND_EXTRA_WIDGETS.get(node.get("type"))
                 if extra:  # widgets the frontend adds to this node (the server takes any input)
                     values.update(extra(list(saved or [])[pos:]))
@@ -573,7 +595,7 @@ def instance_inputs(instance: dict, definition: dict) -> list[dict]:
     return result
 
 
-def ui_to_api(ui: dict, object_info: dict, frontend_version=None) -> dict:
+def ui_to_api(ui: dict, object_info: dict, frontend_version=None, replacements: dict | None = None) -> dict:
     """Convert a UI-format workflow to an API-format prompt, as the frontend's graphToPrompt does.
 
     Subgraph instances (a node whose type is the id of one of ``definitions.subgraphs``) are
@@ -582,7 +604,15 @@ def ui_to_api(ui: dict, object_info: dict, frontend_version=None) -> dict:
     type through; reroutes are followed; PrimitiveNodes give their value to every widget they
     are linked to. ``frontend_version`` (e.g. "1.27.10") picks the behaviours that changed between
     frontends (renumbering of colliding node ids inside subgraphs); by default today's.
+    ``replacements`` (the server's ``/node_replacements``) rebuild nodes whose type this ComfyUI
+    lacks as their registered successors, as the frontend's Replace does, with a warning each.
     """
+    if replacements:
+        from .node_replacements import apply_node_replacements
+
+        ui, notes = apply_node_replacements(ui, object_info, replacements)
+        for note in notes:
+            log.warning("%s", note)
     conv = _Converter(ui, object_info, frontend_version)
     prompt: dict[str, Any] = {}
     _Scope(conv, ui).emit(prompt)

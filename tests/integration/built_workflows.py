@@ -132,3 +132,41 @@ BUILT = {
 
 def built(name: str) -> dict:
     return copy.deepcopy(BUILT[name]())
+
+
+RETIRED = "3b7c9d1e-4f5a-4b6c-8d7e-9f0a1b2c3d03"
+
+
+def replaced():
+    """Nodes whose types this ComfyUI lacks and whose successors the server registers
+    (/node_replacements, 0.33+): T2IAdapterLoader and SDV_img2vid_Conditioning (core's; the
+    second maps by name), WanMaskTestRetiredScale (the test helpers': old_widget_ids, set_value,
+    output 1 -> 0, its ``mask`` link dropped) and, inside a subgraph, WanMaskTestRetiredLatent."""
+    inner = subgraph(RETIRED, "Retired latent", [], [("LATENT", "LATENT", [51])],
+                     [node(21, "WanMaskTestRetiredLatent", [], [("LATENT", "LATENT", [51])], [320, 192],
+                           title="Old latent")],
+                     [link(51, 21, 0, -20, 0, "LATENT")])
+    nodes = [node(1, "LoadImage", [], [("IMAGE", "IMAGE", [11, 15]), ("MASK", "MASK", [16])], ["example.png", "image"]),
+             node(2, "T2IAdapterLoader", [], [("CONTROL_NET", "CONTROL_NET", [])], ["t2i.safetensors"]),
+             node(3, "CLIPVisionLoader", [], [("CLIP_VISION", "CLIP_VISION", [12])], ["cv.safetensors"]),
+             node(4, "VAELoader", [], [("VAE", "VAE", [13])], ["v.safetensors"]),
+             node(5, "SDV_img2vid_Conditioning",
+                  [("clip_vision", "CLIP_VISION", 12), ("init_image", "IMAGE", 11), ("vae", "VAE", 13)],
+                  [("positive", "CONDITIONING", []), ("negative", "CONDITIONING", []), ("latent", "LATENT", [])],
+                  [512, 320, 9, 100, 8, 0.5], title="Old SVD"),
+             node(6, "WanMaskTestRetiredScale", [("pixels", "IMAGE", 15), ("mask", "MASK", 16)],
+                  [("MASK", "MASK", []), ("IMAGE", "IMAGE", [17])], [1.5], title="Old scale"),
+             node(7, "PreviewImage", [("images", "IMAGE", 17)], [], []),
+             node(10, RETIRED, [], [("LATENT", "LATENT", [18])], [], title="Retired group"),
+             node(8, "SaveLatent", [("samples", "LATENT", 18)], [], ["latents/retired"])]
+    links = [[11, 1, 0, 5, 1, "IMAGE"], [12, 3, 0, 5, 0, "CLIP_VISION"], [13, 4, 0, 5, 2, "VAE"],
+             [15, 1, 0, 6, 0, "IMAGE"], [16, 1, 1, 6, 1, "MASK"], [17, 6, 1, 7, 0, "IMAGE"],
+             [18, 10, 0, 8, 0, "LATENT"]]
+    return root(nodes, links, [inner])
+
+
+def retired_latent():
+    """WanMaskTestRetiredLatent (w 320, h 192), replaced by EmptyLatentImage, -> SaveLatent: it runs."""
+    nodes = [node(1, "WanMaskTestRetiredLatent", [], [("LATENT", "LATENT", [11])], [320, 192], title="Old latent"),
+             node(2, "SaveLatent", [("samples", "LATENT", 11)], [], ["latents/retired"])]
+    return root(nodes, [[11, 1, 0, 2, 0, "LATENT"]], [])

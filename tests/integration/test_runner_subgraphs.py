@@ -43,3 +43,25 @@ def test_a_bypassed_node_inside_a_subgraph_passes_its_input_through(server, tmp_
     assert result.ok
     b = next(shape for name, shape in latents(tmp_path).items() if name.startswith("latents/b_"))
     assert b[0] == 1 and b[2:] == (256 // 8, 256 // 8)  # the upscale inside is bypassed
+
+
+@pytest.mark.parametrize("mode", ["server", "embedded"])
+def test_a_retired_node_is_replaced_as_the_server_registers_and_runs(server, tmp_path, mode):
+    """A saved node whose type this ComfyUI lacks (the test helpers' WanMaskTestRetiredLatent),
+    with a replacement the server registers (EmptyLatentImage, w -> width, h -> height): the runner
+    replaces it, as the frontend's "Replace All" does, says so, and the prompt runs."""
+    from comfyui_wanmasking.tests.integration.built_workflows import retired_latent
+    from comfyui_wanmasking.wanmask_runner.server_backend import ServerBackend
+
+    if not ServerBackend(server.url).node_replacements():
+        pytest.skip("this ComfyUI registers no node replacements (/node_replacements is new in ComfyUI 0.33)")
+    workflow = tmp_path / "retired.json"
+    workflow.write_text(json.dumps(retired_latent()))
+    out = tmp_path / "out"
+    where = ["--server", server.url] if mode == "server" else embedded_args(server)
+    r = run_cli(workflow, *where, "--out", out, "--quiet", timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "node 1 'Old latent': type 'WanMaskTestRetiredLatent' is not on this ComfyUI; replaced by " \
+           "'EmptyLatentImage'" in r.stderr, r.stderr[-2000:]
+    (shape,) = latents(out).values()
+    assert shape[2:] == (192 // 8, 320 // 8)  # the old widgets w, h became width, height
