@@ -9,7 +9,8 @@ from typing import Callable
 
 from .backends import open_backend
 from .results import OutputPathError, RunResult, WorkflowError
-from .workflow_format import apply_overrides, is_ui_format, ui_to_api
+from .node_replacements import replace_then_convert
+from .workflow_format import apply_overrides, is_ui_format
 
 __all__ = ["OutputPathError", "RunResult", "WorkflowError", "load_workflow", "run_workflow", "to_api"]
 
@@ -97,8 +98,8 @@ def to_api(workflow: dict, object_info_fn: Callable[[], dict],
     """The API-format prompt of a workflow in either format (object_info, the server's frontend
     version and its node replacements are fetched only for UI format)."""
     if is_ui_format(workflow):
-        return ui_to_api(workflow, object_info_fn(), frontend_version_fn() if frontend_version_fn else None,
-                         replacements_fn() if replacements_fn else None)
+        return replace_then_convert(workflow, object_info_fn(), frontend_version_fn() if frontend_version_fn else None,
+                                    replacements_fn() if replacements_fn else None)
     if "prompt" in workflow and isinstance(workflow["prompt"], dict):  # a saved POST body
         return workflow["prompt"]
     return workflow

@@ -24,9 +24,12 @@ warns that the frontend would not.
 from __future__ import annotations
 
 import copy
+import logging
 
 from .workflow_format import (FRONTEND_ONLY, _input_specs, _option_specs, _write_widgets, has_seed_control,
-                              is_widget, read_widgets, serialized_count)
+                              is_widget, read_widgets, serialized_count, ui_to_api)
+
+log = logging.getLogger("wanmask_runner")
 
 
 def _widget_names(specs, values: dict, prefix: str = "") -> list[str]:
@@ -188,3 +191,12 @@ def apply_node_replacements(ui: dict, object_info: dict, replacements: dict | No
                 f" (in subgraph {graph.get('name') or graph.get('id')!r})" if graph is not ui else "")
             notes.append(_replace_node(graph, index, replacement, object_info[replacement["new_node_id"]], where))
     return ui, notes
+
+
+def replace_then_convert(ui: dict, object_info: dict, frontend_version=None, replacements: dict | None = None) -> dict:
+    """:func:`~wanmask_runner.workflow_format.ui_to_api` after the server's node replacements
+    (one warning logged per replaced node)."""
+    ui, notes = apply_node_replacements(ui, object_info, replacements)
+    for note in notes:
+        log.warning("%s", note)
+    return ui_to_api(ui, object_info, frontend_version)

@@ -30,6 +30,11 @@ FRONTEND_EXTRA_WIDGETS = {
     "CustomCombo": lambda rest: {**({"index": rest[0]} if rest else {}),
                                  **{f"option{i}": v for i, v in enumerate(rest[1:], 1)}},
 }
+# Button widgets the frontend adds after a node's first widget (name -> the value it saves and
+# sends; the server takes any input): Load3D's upload and clear buttons.
+FRONTEND_BUTTONS = {
+    "Load3D": {"upload 3d model": "upload3dmodel", "upload extra resources": "uploadExtraResources", "clear": "clear"},
+}
 NODE_WIDTH, NODE_ROW = 360, 26  # layout of generated UI workflows, in canvas pixels
 
 
@@ -267,13 +272,21 @@ class _Scope:
             if isinstance(saved, dict):  # some nodes save a dict by name
                 values.update(saved)
             elif info is not None:
-                pos = read_widgets(_input_specs(info), list(saved or []), 0, values)
+                saved = list(saved or [])
+                buttons = FRONTEND_BUTTONS.get(node.get("type"))
+                if buttons and len(saved) > 1 and saved[1:1 + len(buttons)] == list(buttons.values()):
+                    del saved[1:1 + len(buttons)]  # saved after the first widget, sent as they are
+                    values.update(buttons)
+                pos = read_widgets(_input_specs(info), saved, 0, values)
                 for name, kind, _ in _input_specs(info):
                     if kind == VIEWPORT and name in values:
                         values[name] = viewport_state(node)
+                        log.warning("%s: its 3D viewer's scene captures (image, mask, normal) are rendered by the "
+                                    "browser when the frontend queues; headless they are empty and the camera is "
+                                    "the one saved on the node", self.where(node))
                 extra = FRONTEND_EXTRA_WIDGETS.get(node.get("type"))
                 if extra:  # widgets the frontend adds to this node (the server takes any input)
-                    values.update(extra(list(saved or [])[pos:]))
+                    values.update(extra(saved[pos:]))
         for (node_id, name), value in self.primitive_values.items():
             if node_id == node["id"]:
                 values[name] = value
@@ -595,7 +608,7 @@ def instance_inputs(instance: dict, definition: dict) -> list[dict]:
     return result
 
 
-def ui_to_api(ui: dict, object_info: dict, frontend_version=None, replacements: dict | None = None) -> dict:
+def ui_to_api(ui: dict, object_info: dict, frontend_version=None) -> dict:
     """Convert a UI-format workflow to an API-format prompt, as the frontend's graphToPrompt does.
 
     Subgraph instances (a node whose type is the id of one of ``definitions.subgraphs``) are
@@ -604,15 +617,9 @@ def ui_to_api(ui: dict, object_info: dict, frontend_version=None, replacements: 
     type through; reroutes are followed; PrimitiveNodes give their value to every widget they
     are linked to. ``frontend_version`` (e.g. "1.27.10") picks the behaviours that changed between
     frontends (renumbering of colliding node ids inside subgraphs); by default today's.
-    ``replacements`` (the server's ``/node_replacements``) rebuild nodes whose type this ComfyUI
-    lacks as their registered successors, as the frontend's Replace does, with a warning each.
+    Node replacements the server registers are applied before, by
+    :func:`wanmask_runner.node_replacements.replace_then_convert`.
     """
-    if replacements:
-        from .node_replacements import apply_node_replacements
-
-        ui, notes = apply_node_replacements(ui, object_info, replacements)
-        for note in notes:
-            log.warning("%s", note)
     conv = _Converter(ui, object_info, frontend_version)
     prompt: dict[str, Any] = {}
     _Scope(conv, ui).emit(prompt)

@@ -2,14 +2,15 @@
 and the runner's UI -> API conversion (``ui_to_api``) gives the prompt ``app.graphToPrompt()``
 gives, node for node (ids, class types and the inputs the nodes declare).
 
-The workflows: a fixed sample of ComfyUI's published templates (package
-``comfyui-workflow-templates-json``; none whose file name holds "video", "wan" or "vace", which are
-kept for acceptance), chosen for subgraphs (nested, bypassed, with promoted widgets, with node ids
-the frontend renumbers), PrimitiveNodes, reroutes, V3 dynamic inputs and the frontend's own
-widgets; this pack's UI examples; and the small workflows of built_workflows.py for the corners
+The workflows: every UI-format template of ComfyUI's published templates (package
+``comfyui-workflow-templates-json``, the version pinned in pyproject.toml's ``oracle`` extra; none
+whose file name holds "video", "wan" or "vace", which are kept for acceptance): subgraphs (nested,
+bypassed, with promoted widgets, with node ids the frontend renumbers), PrimitiveNodes, reroutes,
+V3 dynamic inputs, the frontend's own widgets; this pack's UI examples; and the small workflows of built_workflows.py for the corners
 the templates miss (a PrimitiveNode linked to an instance, muted and bypassed instances, nested
-ones, colliding ids, reroutes inside a subgraph). A template that uses nodes this test server lacks (API
-nodes, nodes newer than this ComfyUI) is skipped with their names. The few differences that are
+ones, colliding ids, reroutes inside a subgraph). The test server loads ComfyUI's API nodes, as a stock
+ComfyUI does; a template that uses nodes it lacks (nodes newer than this ComfyUI, custom nodes) is
+skipped with their names, and so is one the frontend itself fails on. The few differences that are
 the frontend's own misreading of a workflow saved by a newer frontend are listed in KNOWN with the
 reason, and asserted to be exactly those.
 """
@@ -26,6 +27,7 @@ import pytest
 
 from comfyui_wanmasking.tests.integration.built_workflows import BUILT, built, replaced
 from comfyui_wanmasking.tests.integration.test_frontend import LOAD_AND_INSPECT, UI_EXAMPLES, browser, dialogs  # noqa: F401
+from comfyui_wanmasking.wanmask_runner.node_replacements import replace_then_convert
 from comfyui_wanmasking.wanmask_runner.server_backend import ServerBackend
 from comfyui_wanmasking.wanmask_runner.workflow_format import VIEWPORT, _input_specs as input_specs, _version, \
     declared_input_names, ui_to_api
@@ -36,14 +38,19 @@ HELD_BACK = ("video", "wan", "vace")  # templates kept out of this test (the acc
 # the workflow.
 _NEWER_SAVE = ("frontend 1.27 misreads this workflow saved by a newer frontend: the KSampler inside the "
                "subgraph (its steps and cfg promoted) gets its seed as steps and its steps as cfg")
-_NEWER_PROMOTED = ("saved by frontend 1.56.3; frontend 1.49.6 gives the subgraph instance's saved widget values "
-                   "to its promoted widgets in another order (the checkpoint loader gets 4096, the KSampler's steps "
-                   "'flow'), which ComfyUI then refuses; the runner reads them in the subgraph's input order, as saved")
+_NEWER_PROMOTED = ("saved by frontend 1.56.3; the older frontend gives the subgraph instance's saved widget values "
+                   "to its promoted widgets in another order (1.49.6: the checkpoint loader gets 4096, the KSampler's "
+                   "steps 'flow'), which ComfyUI then refuses; the runner reads them in the subgraph's input order, "
+                   "as saved")
 _HUNYUAN = {("19:1", "ckpt_name"), ("19:4", "resolution"), ("19:7", "cfg"), ("19:7", "sampler_name"),
             ("19:7", "scheduler"), ("19:7", "steps"), ("19:9", "algorithm"), ("19:9", "threshold")}
 KNOWN = {
+    "templates_graphic_design_recomposer.json": (((1, 28, 0), (1, 49, 6)), {("143:157", "model.aspect_ratio")}, (
+        "a PrimitiveNode inside the subgraph (saved '16:9') feeds a DynamicCombo's sub-widget "
+        "(model.aspect_ratio); frontend 1.49.6 sends 'gemini-3-pro-image-preview', not one of that widget's "
+        "choices, which ComfyUI refuses; the runner sends the primitive's saved value (1.27.10 fails to load it)")),
     "3d_hunyuan3d-v2.1.json": (((1, 27, 11), (1, 49, 6)), _HUNYUAN, _NEWER_PROMOTED),  # 1.27.10 reads it as saved
-    "3d_hunyuan3d_image_to_model.json": (((1, 27, 11), (1, 49, 6)), {("91:3", "cfg"), ("91:3", "sampler_name"), ("91:3", "scheduler"),
+    "3d_hunyuan3d_image_to_model.json": (((0, 0, 0), (1, 49, 6)), {("91:3", "cfg"), ("91:3", "sampler_name"), ("91:3", "scheduler"),
                                                       ("91:3", "seed"), ("91:3", "steps"), ("91:54", "ckpt_name"),
                                                       ("91:66", "resolution"), ("91:81", "algorithm"),
                                                       ("91:81", "threshold")}, _NEWER_PROMOTED),
@@ -117,11 +124,19 @@ PREVIEW_WIDGETS_OF = {"SaveGLB": {"image"}, "Preview3D": {"image"}, "PreviewAny"
 
 
 def _without_live_camera(a, b, kind):
-    """A 3D viewer's value: without a camera saved on the node the frontend sends its viewer's live
-    default camera, which the runner cannot know (it sends None); the rest must agree."""
-    if kind == VIEWPORT and isinstance(a, dict) and isinstance(b, dict) and a.get("camera_info") is None:
-        return {**a, "camera_info": None}, {**b, "camera_info": None}
-    return a, b
+    """A 3D viewer's value is its live state when the frontend queues: scene captures its WebGL
+    viewer renders and uploads (Load3D), and the live camera, which holds what the node saved
+    (``properties["Camera Config"]``, what the runner sends; None when nothing was saved) plus what
+    the viewer adds (aspect, frustum, ...). Compared: the saved camera's keys, and the rest but the
+    captures."""
+    if kind != VIEWPORT or not (isinstance(a, dict) and isinstance(b, dict)):
+        return a, b
+    captures = {"image", "mask", "normal", "recording"}
+    a_cam, b_cam = a.get("camera_info"), b.get("camera_info")
+    b_cam = {k: b_cam.get(k) for k in a_cam} if isinstance(a_cam, dict) and isinstance(b_cam, dict) else \
+        (None if a_cam is None else b_cam)
+    strip = lambda v, cam: {**{k: x for k, x in v.items() if k not in captures}, "camera_info": cam}  # noqa: E731
+    return strip(a, a_cam), strip(b, b_cam)
 
 
 def differences(mine: dict, frontend: dict, object_info: dict) -> set:
@@ -145,6 +160,18 @@ def differences(mine: dict, frontend: dict, object_info: dict) -> set:
                 if va != vb:
                     diffs.add((nid, k))
     return diffs
+
+
+@pytest.fixture(scope="module")
+def server(comfyui_path, models_cache, tmp_path_factory):
+    """This module's own ComfyUI, with its API nodes loaded as a stock ComfyUI has them (the rest of
+    the suite disables them), so the templates built on API nodes convert in the frontend too.
+    Nothing here runs them: the oracle only loads and converts."""
+    from comfyui_wanmasking.tests.integration.comfy_server import ComfyServer
+
+    srv = ComfyServer(comfyui_path, tmp_path_factory.mktemp("comfy_oracle"), models_cache, api_nodes=True).start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +252,13 @@ def click_replace_all(driver, timeout: float = 20.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         buttons = [b for b in driver.find_elements("css selector", "button") if b.text.strip() == "Replace All"]
-        if buttons:
-            buttons[0].click()
+        if buttons:  # clicked from script: after many loads a toast may lie over the panel
+            driver.execute_script("arguments[0].click()", buttons[0])
             return
         for selector in ("[data-testid=error-overlay-see-errors]", "[data-testid=subgraph-breadcrumb-missing-nodes-icon]"):
             found = driver.find_elements("css selector", selector)
             if found and found[0].is_displayed():
-                found[0].click()
+                driver.execute_script("arguments[0].click()", found[0])
                 break
         time.sleep(0.5)
     raise AssertionError("the frontend offered no 'Replace All' for the replaceable nodes")
@@ -266,7 +293,7 @@ def test_runner_replaces_retired_nodes_like_the_frontend(oracle_browser, server,
     assert "error" not in result, result.get("error")
     frontend = result["output"]
     with caplog.at_level(logging.WARNING, logger="wanmask_runner"):
-        mine = ui_to_api(workflow, object_info, frontend_version, replacements)
+        mine = replace_then_convert(workflow, object_info, frontend_version, replacements)
     assert differences(mine, frontend, object_info) == set(), (mine, frontend)
     assert {nid: mine[nid]["class_type"] for nid in ("2", "5", "6", "10:21")} == {
         "2": "ControlNetLoader", "5": "SVD_img2vid_Conditioning", "6": "ImageScaleBy", "10:21": "EmptyLatentImage"}

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from comfyui_wanmasking.tests.unit.test_workflow_subgraphs import OBJECT_INFO as BASE, link, node
-from comfyui_wanmasking.wanmask_runner.node_replacements import apply_node_replacements
+from comfyui_wanmasking.wanmask_runner.node_replacements import apply_node_replacements, replace_then_convert
 from comfyui_wanmasking.wanmask_runner.workflow_format import WorkflowFormatError, ui_to_api
 
 OBJECT_INFO = {
@@ -53,7 +53,7 @@ def sampler_chain(kind="OldSampler"):
 
 def test_a_replacement_without_mappings_maps_inputs_outputs_and_widgets_by_name(caplog):
     with caplog.at_level(logging.WARNING, logger="wanmask_runner"):
-        prompt = ui_to_api(sampler_chain(), OBJECT_INFO, replacements=REPLACEMENTS)
+        prompt = replace_then_convert(sampler_chain(), OBJECT_INFO, replacements=REPLACEMENTS)
     assert prompt["3"] == {"class_type": "Sampler", "_meta": {"title": "Old one"},
                            "inputs": {"seed": 7, "steps": 12, "model": ["1", 0], "latent": ["2", 0]}}
     assert prompt["4"]["inputs"]["latent"] == ["3", 0]
@@ -65,7 +65,7 @@ def test_without_replacements_the_missing_type_is_an_error_naming_the_node():
     with pytest.raises(WorkflowFormatError, match=r"node 3 'Old one': type 'OldSampler' is not installed"):
         ui_to_api(sampler_chain(), OBJECT_INFO)
     with pytest.raises(WorkflowFormatError, match=r"type 'Gone' is not installed"):  # its successor is missing too
-        ui_to_api(sampler_chain("Gone"), OBJECT_INFO, replacements=REPLACEMENTS)
+        replace_then_convert(sampler_chain("Gone"), OBJECT_INFO, replacements=REPLACEMENTS)
 
 
 def test_an_explicit_mapping_moves_named_links_and_widgets_sets_values_remaps_outputs_and_drops_the_rest():
