@@ -279,8 +279,10 @@ class _Scope:
                     values.update(buttons)
                 pos = read_widgets(_input_specs(info), saved, 0, values)
                 for name, kind, _ in _input_specs(info):
-                    if kind == VIEWPORT and name in values:
-                        values[name] = viewport_state(node)
+                    if kind != VIEWPORT or name not in values:
+                        continue
+                    values[name] = viewport_state(node)
+                    if node.get("type") in FRONTEND_BUTTONS:  # Load3D: its outputs are the captures
                         log.warning("%s: its 3D viewer's scene captures (image, mask, normal) are rendered by the "
                                     "browser when the frontend queues; headless they are empty and the camera is "
                                     "the one saved on the node", self.where(node))

@@ -253,3 +253,31 @@ def test_custom_combo_sends_its_index_and_options_as_the_frontend_does():
     ui = {"nodes": [node(1, "CustomCombo", [], [], ["Default", 1, "Quality", "Default", ""])], "links": []}
     assert ui_to_api(ui, info)["1"]["inputs"] == {"choice": "Default", "index": 1, "option1": "Quality",
                                                   "option2": "Default", "option3": ""}
+
+
+LOAD3D_INFO = {
+    "Load3D": {"input": {"required": {"model_file": (["toy.glb", "none"], {}), "image": ("LOAD_3D", {}),
+                                      "width": ("INT", {"default": 1024}), "height": ("INT", {"default": 1024})}},
+               "input_order": {"required": ["model_file", "image", "width", "height"]},
+               "output": ["IMAGE"], "output_name": ["image"]},
+}
+
+
+def test_load3d_buttons_and_viewer_take_their_places_and_the_saved_camera_is_sent(caplog):
+    """Load3D saves its three buttons after the model file, then the viewer's placeholder, then width
+    and height; the frontend sends the buttons as inputs and the viewer's state (the saved camera,
+    three.js vectors flagged) in place of the placeholder."""
+    camera = {"position": {"x": 1.5, "y": 2, "z": 3}, "target": {"x": 0, "y": 0, "z": 0}, "zoom": 1}
+    wf = {"nodes": [{**node(1, "Load3D", [], [("image", "IMAGE", [])],
+                            ["toy.glb", "upload3dmodel", "uploadExtraResources", "clear", "", 512, 256]),
+                     "properties": {"Camera Config": {"cameraType": "perspective", "state": camera}}}],
+          "links": []}
+    with caplog.at_level("WARNING", logger="wanmask_runner"):
+        inputs = ui_to_api(wf, LOAD3D_INFO)["1"]["inputs"]
+    assert (inputs["model_file"], inputs["width"], inputs["height"]) == ("toy.glb", 512, 256)
+    assert inputs["upload 3d model"] == "upload3dmodel" and inputs["clear"] == "clear"
+    assert inputs["image"]["camera_info"]["position"] == {"isVector3": True, "x": 1.5, "y": 2, "z": 3}
+    assert inputs["image"]["image"] == "" and inputs["image"]["model_3d_info"] == []
+    assert any("scene captures" in r.getMessage() for r in caplog.records)
+    wf["nodes"][0]["properties"] = {}
+    assert ui_to_api(wf, LOAD3D_INFO)["1"]["inputs"]["image"]["camera_info"] is None  # never moved: none saved
