@@ -172,8 +172,12 @@ def row(name, t_ours, t_native, m_ours, m_native, est, diff):
             f"{mib(m_native) if m_native else '-'} | {mib(m_ours)} | {ratio_m} | {est_s} | {diff} |")
 
 
-def cpu_size(native, ours, frames, hpx, wpx, tile, overlap, repeats, lines, points):
-    """Decode and encode at one size, untiled and tiled, native and ours, one run side by side."""
+CASES = ("decode", "decode_tiled", "encode", "encode_tiled")
+
+
+def cpu_size(native, ours, frames, hpx, wpx, tile, overlap, repeats, lines, points, cases=CASES):
+    """Decode and encode at one size, untiled and tiled (the ``cases`` asked for), native and ours,
+    side by side in one run; each row is printed as soon as it is measured."""
     dev = torch.device("cpu")
     t = WAN21.latent_frames(frames)
     h, w = hpx // 8, wpx // 8
@@ -183,42 +187,66 @@ def cpu_size(native, ours, frames, hpx, wpx, tile, overlap, repeats, lines, poin
     pix, lat = out_bytes((1, 3, frames, hpx, wpx)), out_bytes((1, 16, t, h, w))
     lines += [f"#### CPU, fp32, {frames} frames {wpx}x{hpx} (latent {t}x{h}x{w}), median of {repeats} "
               f"(tiled rows: 1 run); tiles {tile} px, overlap {overlap} px", "", HEADER]
+    print("\n".join(lines[-3:]), flush=True)
     est = lambda **kw: memory.decode_bytes(ours, z.shape, **kw).peak  # noqa: E731
 
-    n_out, n_t, n_m = measure(lambda: native.decode(z), dev, repeats)
-    o_out, o_t, o_m = measure(lambda: ours.decode(z), dev, repeats)
-    n_m, o_m = n_m - pix, o_m - pix
-    lines.append(row("decode", o_t, n_t, o_m, n_m, est(), f"{(o_out - n_out).abs().max().item():.2e}"))
-    nt_out, nt_t, nt_m = measure(lambda: native_tiled_decode(native, z, tile, overlap), dev, 1)
-    ot_out, ot_t, ot_m = measure(lambda: ours.decode(z, tile=tile, overlap=overlap), dev, 1)
-    nt_m, ot_m = nt_m - pix, ot_m - pix
-    dn, do = (nt_out - n_out).abs(), (ot_out - o_out).abs()
-    lines.append(row("decode tiled: ours vs native tiled", ot_t, nt_t, ot_m, nt_m, est(tile=tile),
-                     f"vs own untiled: native {dn.max().item():.2f} (mean {dn.mean().item():.1e}), "
-                     f"ours {do.max().item():.2f} (mean {do.mean().item():.1e})"))
+    def add(text):
+        lines.append(text)
+        print(text, flush=True)
+
+    n_m = o_m = nt_m = ot_m = None
+    n_out = o_out = None
+    if "decode" in cases or "decode_tiled" in cases:
+        n_out, n_t, n_m = measure(lambda: native.decode(z), dev, repeats)
+        n_m -= pix
+    if "decode" in cases:
+        o_out, o_t, o_m = measure(lambda: ours.decode(z), dev, repeats)
+        o_m -= pix
+        add(row("decode", o_t, n_t, o_m, n_m, est(), f"{(o_out - n_out).abs().max().item():.2e}"))
+    if "decode_tiled" in cases:
+        nt_out, nt_t, nt_m = measure(lambda: native_tiled_decode(native, z, tile, overlap), dev, 1)
+        ot_out, ot_t, ot_m = measure(lambda: ours.decode(z, tile=tile, overlap=overlap), dev, 1)
+        nt_m, ot_m = nt_m - pix, ot_m - pix
+        dn = (nt_out - n_out).abs()
+        do = (ot_out - o_out).abs() if o_out is not None else None
+        add(row("decode tiled: ours vs native tiled", ot_t, nt_t, ot_m, nt_m, est(tile=tile),
+                f"vs own untiled: native {dn.max().item():.2f} (mean {dn.mean().item():.1e})" +
+                (f", ours {do.max().item():.2f} (mean {do.mean().item():.1e})" if do is not None else "")))
+        del nt_out, ot_out
     off_est = memory.decode_bytes(ours, z.shape, offload=True).peak
     off_tiled_est = memory.decode_bytes(ours, z.shape, offload=True, tile=tile).peak
-    del n_out, o_out, nt_out, ot_out
+    del n_out, o_out
 
-    n_lat, ne_t, ne_m = measure(lambda: native.encode(x), dev, repeats)
-    o_lat, oe_t, oe_m = measure(lambda: ours.encode(x), dev, repeats)
-    ne_m, oe_m = ne_m - lat, oe_m - lat
-    lines.append(row("encode", oe_t, ne_t, oe_m, ne_m, memory.encode_bytes(ours, x.shape).peak,
-                     f"{(o_lat - n_lat).abs().max().item():.2e}"))
-    nte, nte_t, nte_m = measure(lambda: native_tiled_encode(native, x, tile, overlap), dev, 1)
-    ote, ote_t, ote_m = measure(lambda: ours.encode(x, tile=tile, overlap=overlap), dev, 1)
-    nte_m, ote_m = nte_m - lat, ote_m - lat
-    dn, do = (nte - n_lat).abs(), (ote - o_lat).abs()
-    lines.append(row("encode tiled: ours vs native tiled", ote_t, nte_t, ote_m, nte_m,
-                     memory.encode_bytes(ours, x.shape, tile=tile).peak,
-                     f"vs own untiled: native {dn.max().item():.2f} (mean {dn.mean().item():.1e}), "
-                     f"ours {do.max().item():.2f} (mean {do.mean().item():.1e})"))
-    lines += ["", f"Decode peak against native's untiled decode: ours {o_m / n_m:.2f}x, ours tiled "
-              f"{ot_m / n_m:.2f}x, native tiled {nt_m / n_m:.2f}x. Traced device working set with cache "
-              f"offload (the cache leaves the device; on the CPU it stays in RSS, so this is not measured "
-              f"here): untiled {mib(off_est)} = {off_est / n_m:.2f}x native, tiled {mib(off_tiled_est)}.", ""]
-    points.append({"pixels": hpx * wpx, "label": f"{wpx}x{hpx}", "native": n_m, "native_tiled": nt_m,
-                   "ours": o_m, "ours_tiled": ot_m, "ours_offload_traced": off_est})
+    n_lat = None
+    if "encode" in cases or "encode_tiled" in cases:
+        n_lat, ne_t, ne_m = measure(lambda: native.encode(x), dev, repeats)
+        ne_m -= lat
+    o_lat = None
+    if "encode" in cases:
+        o_lat, oe_t, oe_m = measure(lambda: ours.encode(x), dev, repeats)
+        oe_m -= lat
+        add(row("encode", oe_t, ne_t, oe_m, ne_m, memory.encode_bytes(ours, x.shape).peak,
+                f"{(o_lat - n_lat).abs().max().item():.2e}"))
+    if "encode_tiled" in cases:
+        nte, nte_t, nte_m = measure(lambda: native_tiled_encode(native, x, tile, overlap), dev, 1)
+        ote, ote_t, ote_m = measure(lambda: ours.encode(x, tile=tile, overlap=overlap), dev, 1)
+        nte_m, ote_m = nte_m - lat, ote_m - lat
+        dn = (nte - n_lat).abs()
+        do = (ote - o_lat).abs() if o_lat is not None else None
+        add(row("encode tiled: ours vs native tiled", ote_t, nte_t, ote_m, nte_m,
+                memory.encode_bytes(ours, x.shape, tile=tile).peak,
+                f"vs own untiled: native {dn.max().item():.2f} (mean {dn.mean().item():.1e})" +
+                (f", ours {do.max().item():.2f} (mean {do.mean().item():.1e})" if do is not None else "")))
+    lines.append("")
+    if n_m and o_m:
+        tiled = f", ours tiled {ot_m / n_m:.2f}x, native tiled {nt_m / n_m:.2f}x" if nt_m else ""
+        add(f"Decode peak against native's untiled decode: ours {o_m / n_m:.2f}x{tiled}. Traced device working "
+            f"set with cache offload (the cache leaves the device; on the CPU it stays in RSS, so this is not "
+            f"measured here): untiled {mib(off_est)} = {off_est / n_m:.2f}x native, tiled {mib(off_tiled_est)}.")
+        lines.append("")
+    if n_m and o_m and nt_m and ot_m:
+        points.append({"pixels": hpx * wpx, "label": f"{wpx}x{hpx}", "native": n_m, "native_tiled": nt_m,
+                       "ours": o_m, "ours_tiled": ot_m, "ours_offload_traced": off_est})
 
 
 def length_sweep(native, ours, size, lines):
@@ -371,6 +399,8 @@ def main():
                     help="FxHxW[:tile/overlap] per size, decode and encode, untiled and tiled")
     ap.add_argument("--sweep-size", type=int, default=128, help="frame size of the 5..33-frame length sweep (0: skip)")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES,
+                    help="which of decode, decode_tiled, encode, encode_tiled to measure at each size")
     ap.add_argument("--out", type=str, default="", help="markdown file for the tables")
     ap.add_argument("--png", type=str, default="", help="PNG of peak memory against resolution")
     ap.add_argument("--traced", action="store_true", help="only the traced device working sets of the GPU cases")
@@ -399,8 +429,7 @@ def main():
             print("\n".join(lines), flush=True)
         for spec in args.sizes:
             f, h, w, tile, overlap = parse_size(spec)
-            cpu_size(native, ours, f, h, w, tile, overlap, args.repeats, lines, points)
-            print("\n".join(lines[-8:]), flush=True)
+            cpu_size(native, ours, f, h, w, tile, overlap, args.repeats, lines, points, set(args.cases))
         if torch.cuda.is_available():
             cuda_suite(sd, args.repeats, lines)
         else:
