@@ -175,6 +175,16 @@ def row(name, t_ours, t_native, m_ours, m_native, est, diff):
 CASES = ("decode", "decode_tiled", "encode", "encode_tiled")
 
 
+def seams(native_tiled, native, ours_tiled, ours) -> str:
+    """How far each tiled result is from its own untiled one (ours only when it was measured)."""
+    dn = (native_tiled - native).abs()
+    text = f"vs own untiled: native {dn.max().item():.2f} (mean {dn.mean().item():.1e})"
+    if ours is not None:
+        do = (ours_tiled - ours).abs()
+        text += f", ours {do.max().item():.2f} (mean {do.mean().item():.1e})"
+    return text
+
+
 def cpu_size(native, ours, frames, hpx, wpx, tile, overlap, repeats, lines, points, cases=CASES):
     """Decode and encode at one size, untiled and tiled (the ``cases`` asked for), native and ours,
     side by side in one run; each row is printed as soon as it is measured."""
@@ -207,11 +217,8 @@ def cpu_size(native, ours, frames, hpx, wpx, tile, overlap, repeats, lines, poin
         nt_out, nt_t, nt_m = measure(lambda: native_tiled_decode(native, z, tile, overlap), dev, 1)
         ot_out, ot_t, ot_m = measure(lambda: ours.decode(z, tile=tile, overlap=overlap), dev, 1)
         nt_m, ot_m = nt_m - pix, ot_m - pix
-        dn = (nt_out - n_out).abs()
-        do = (ot_out - o_out).abs() if o_out is not None else None
         add(row("decode tiled: ours vs native tiled", ot_t, nt_t, ot_m, nt_m, est(tile=tile),
-                f"vs own untiled: native {dn.max().item():.2f} (mean {dn.mean().item():.1e})" +
-                (f", ours {do.max().item():.2f} (mean {do.mean().item():.1e})" if do is not None else "")))
+                seams(nt_out, n_out, ot_out, o_out)))
         del nt_out, ot_out
     off_est = memory.decode_bytes(ours, z.shape, offload=True).peak
     off_tiled_est = memory.decode_bytes(ours, z.shape, offload=True, tile=tile).peak
@@ -231,12 +238,8 @@ def cpu_size(native, ours, frames, hpx, wpx, tile, overlap, repeats, lines, poin
         nte, nte_t, nte_m = measure(lambda: native_tiled_encode(native, x, tile, overlap), dev, 1)
         ote, ote_t, ote_m = measure(lambda: ours.encode(x, tile=tile, overlap=overlap), dev, 1)
         nte_m, ote_m = nte_m - lat, ote_m - lat
-        dn = (nte - n_lat).abs()
-        do = (ote - o_lat).abs() if o_lat is not None else None
         add(row("encode tiled: ours vs native tiled", ote_t, nte_t, ote_m, nte_m,
-                memory.encode_bytes(ours, x.shape, tile=tile).peak,
-                f"vs own untiled: native {dn.max().item():.2f} (mean {dn.mean().item():.1e})" +
-                (f", ours {do.max().item():.2f} (mean {do.mean().item():.1e})" if do is not None else "")))
+                memory.encode_bytes(ours, x.shape, tile=tile).peak, seams(nte, n_lat, ote, o_lat)))
     lines.append("")
     if n_m and o_m:
         tiled = f", ours tiled {ot_m / n_m:.2f}x, native tiled {nt_m / n_m:.2f}x" if nt_m else ""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 
-from .workflow_format import (FRONTEND_ONLY, _input_specs, _option_specs, _write_widgets, has_seed_control,
+from .workflow_format import (FRONTEND_ONLY, _input_specs, _links_of, _option_specs, _write_widgets, has_seed_control,
                               is_widget, read_widgets, serialized_count, ui_to_api)
 
 log = logging.getLogger("wanmask_runner")
@@ -46,19 +46,12 @@ def _widget_names(specs, values: dict, prefix: str = "") -> list[str]:
     return names
 
 
-def _link_fields(link) -> tuple:
-    """(id, origin id, origin slot, target id, target slot) of a saved link (list or dict form)."""
-    if isinstance(link, dict):
-        return link.get("id"), link.get("origin_id"), link.get("origin_slot"), link.get("target_id"), link.get("target_slot")
-    return tuple(link[:5])
-
-
 def _set_link(link, field: str, value):
-    index = {"origin_slot": 2, "target_slot": 4}[field]
+    """Set ``origin_slot`` or ``target_slot`` of a saved link, in its list or its object form."""
     if isinstance(link, dict):
         link[field] = value
     else:
-        link[index] = value
+        link[{"origin_slot": 2, "target_slot": 4}[field]] = value
 
 
 def _default_mapping(node: dict, new_slots: list[str], new_widgets: list[str], new_outputs: list[str]) -> dict:
@@ -112,30 +105,30 @@ def _replace_node(graph: dict, index: int, replacement: dict, info: dict, where:
         if is_widget(kind, opts):
             widgets += _write_widgets(name, kind, opts, values)
     kinds = {name: kind for name, kind, _ in specs}
-    links = {_link_fields(link)[0]: link for link in graph.get("links") or []}
-    inputs, dropped = [], []
+    raw = {link["id"] if isinstance(link, dict) else link[0]: link
+           for link in graph.get("links") or [] if isinstance(link, (dict, list)) and link}
+    inputs = []
     for slot, (name, link_id) in enumerate(moved.items()):
         entry = {"name": name, "type": kinds.get(name, "*"), "link": link_id}
         if name in values:
             entry["widget"] = {"name": name}
         inputs.append(entry)
-        if link_id in links:
-            _set_link(links[link_id], "target_slot", slot)
-    for old in old_inputs.values():
-        if old.get("link") is not None and old["link"] not in moved.values():
-            dropped.append(f"the link into {old.get('name')!r}")
-            graph["links"] = [k for k in graph.get("links") or [] if _link_fields(k)[0] != old["link"]]
+        if link_id in raw:
+            _set_link(raw[link_id], "target_slot", slot)
+    gone = {old["link"] for old in old_inputs.values() if old.get("link") is not None} - set(moved.values())
+    dropped = [f"the link into {old.get('name')!r}" for old in old_inputs.values() if old.get("link") in gone]
+    graph["links"] = [link for link_id, link in raw.items() if link_id not in gone]
     new_slot_of = {e.get("old_idx"): e.get("new_idx") for e in replacement.get("output_mapping") or []}
-    for link in graph.get("links") or []:  # links of unmapped outputs keep their slot, as in the frontend
-        _, origin, origin_slot, _, _ = _link_fields(link)
+    for link_id, (origin, origin_slot, *_) in _links_of(graph).items():  # unmapped outputs keep their slot
         if origin == node["id"] and origin_slot in new_slot_of:
-            _set_link(link, "origin_slot", new_slot_of[origin_slot])
-    outputs = []
-    for k, name in enumerate(new_outputs):
-        kind = (info.get("output") or [None] * (k + 1))[k]
-        outputs.append({"name": name, "type": kind, "links": [
-            _link_fields(link)[0] for link in graph.get("links") or []
-            if _link_fields(link)[1] == node["id"] and _link_fields(link)[2] == k]})
+            _set_link(raw[link_id], "origin_slot", new_slot_of[origin_slot])
+    by_slot: dict = {}
+    for link_id, (origin, origin_slot, *_) in _links_of(graph).items():
+        if origin == node["id"]:
+            by_slot.setdefault(origin_slot, []).append(link_id)
+    types = list(info.get("output") or [])
+    outputs = [{"name": name, "type": types[k] if k < len(types) else None, "links": by_slot.get(k, [])}
+               for k, name in enumerate(new_outputs)]
     properties = dict(node.get("properties") or {})
     if "Node name for S&R" in properties:
         properties["Node name for S&R"] = new_type

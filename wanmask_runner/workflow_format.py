@@ -277,8 +277,9 @@ class _Scope:
                 if buttons and len(saved) > 1 and saved[1:1 + len(buttons)] == list(buttons.values()):
                     del saved[1:1 + len(buttons)]  # saved after the first widget, sent as they are
                     values.update(buttons)
-                pos = read_widgets(_input_specs(info), saved, 0, values)
-                for name, kind, _ in _input_specs(info):
+                specs = _input_specs(info)
+                pos = read_widgets(specs, saved, 0, values)
+                for name, kind, _ in specs:
                     if kind != VIEWPORT or name not in values:
                         continue
                     values[name] = viewport_state(node)
