@@ -24,9 +24,9 @@ import torch
 
 
 from ..masking.geometry import WAN21
-from ..masking.mask_loss import MaskLossSettings
-from ..masking.training import elementwise_loss, masked_training_loss
-from ..masking.weights import latent_loss_weights
+from ..masking.training.loss import MaskLossSettings
+from ..masking.training.step_loss import elementwise_loss, masked_training_loss
+from ..masking.training.weights import latent_loss_weights
 
 
 def _timed(fn, device: str) -> float:

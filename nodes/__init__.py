@@ -8,7 +8,9 @@ from .context_windows import WanMaskContextWindows
 from .embeds import WanMaskAnimateEmbeds, WanMaskI2VEmbeds, WanMaskTemporal, WanMaskTrimLatent, WanMaskVaceEmbeds
 from .latent_masks import WanMaskPreview, WanMaskToLatent
 from .sampler import WanMaskSamplerPatch
-from .training import WanMaskLossTiers, WanMaskLossWeights, WanMaskTrainLoRA
+from .train_lora import WanMaskTrainLoRA
+from .training import WanMaskLossTiers, WanMaskLossWeights
+from .training_set import WanMaskTrainingSet
 from .vae import WanMaskVAEDecode, WanMaskVAEEncode, WanMaskVAELoader
 
 NODES: list[type[io.ComfyNode]] = [
@@ -16,7 +18,7 @@ NODES: list[type[io.ComfyNode]] = [
     WanMaskI2VEmbeds, WanMaskVaceEmbeds, WanMaskTemporal, WanMaskAnimateEmbeds, WanMaskTrimLatent,
     WanMaskVAELoader, WanMaskVAEDecode, WanMaskVAEEncode,
     WanMaskSamplerPatch, WanMaskContextWindows,
-    WanMaskLossWeights, WanMaskLossTiers, WanMaskTrainLoRA,
+    WanMaskLossWeights, WanMaskLossTiers, WanMaskTrainLoRA, WanMaskTrainingSet,
 ]
 
 

@@ -580,12 +580,74 @@ def clone_for_training(model):
     return model.clone()
 
 
+def trainer_features() -> dict:
+    """Which of native Train LoRA's options this ComfyUI's trainer has (WanMaskTrainLoRA declares all of
+    them on every version and refuses the ones missing here when set away from their defaults)."""
+    import comfy.model_management as mm
+    from comfy.weight_adapter import adapter_maps
+    nt = _native_train()
+    try:
+        import comfy.weight_adapter.bypass  # noqa: F401
+        bypass = True
+    except ImportError:
+        bypass = False
+    return {"quantized_backward": hasattr(mm, "training_fp8_bwd"),
+            "checkpoint_depth": hasattr(nt, "find_modules_at_depth"),
+            "offloading": hasattr(nt, "TrainGuider") and "offloading" in inspect.signature(nt.patch).parameters,
+            "bypass_mode": bypass,
+            "algorithms": list(adapter_maps)}
+
+
 def fp16_accumulation_enabled() -> bool:
     try:
         from comfy.cli_args import PerformanceFeature, args
     except ImportError:
         return False
     return getattr(PerformanceFeature, "Fp16Accumulation", None) in getattr(args, "fast", ())
+
+
+# ============================================================================================
+# Training sets from folders (WanMaskTrainingSet)
+# ============================================================================================
+
+def input_directory() -> str:
+    import folder_paths
+    return folder_paths.get_input_directory()
+
+
+def input_subfolders() -> list[str]:
+    """Subfolders of ComfyUI's input folder, recursive, '/'-separated (as native's dataset loaders list them)."""
+    import folder_paths
+    return list(folder_paths.get_input_subfolders())
+
+
+def dataset_cache_root() -> str:
+    """Where encoded training sets are cached: ComfyUI's ``datasets`` folder where this version registers
+    one (native SaveTrainingDataset writes there), else ``<output>/datasets``."""
+    import os
+    import folder_paths
+    roots = folder_paths.folder_names_and_paths.get("datasets")
+    if roots and roots[0]:
+        return roots[0][0]
+    return os.path.join(folder_paths.get_output_directory(), "datasets")
+
+
+def vae_spatial_stride(vae) -> int:
+    """Pixels per latent cell of a comfy.sd.VAE (8 for Wan 2.1, 16 for the Wan 2.2 5B VAE)."""
+    return int(vae.spacial_compression_encode())
+
+
+def vae_state_dict(vae) -> dict:
+    return vae.first_stage_model.state_dict()
+
+
+def clip_state_dict(clip) -> dict:
+    return clip.cond_stage_model.state_dict()
+
+
+def encode_caption(clip, text: str) -> list:
+    """CONDITIONING of one caption, as native MakeTrainingDataset encodes it."""
+    return clip.encode_from_tokens_scheduled(clip.tokenize(text))
 
 
 # ============================================================================================

@@ -2,7 +2,7 @@
 building blocks (all reached through ``comfy_compat``): native adapters, optimizers, gradient
 checkpointing, training guider, bypass injection, seeded noise and sigma sampling.
 
-Only the sampler is ours, and its step math lives in the core (masking/train_steps.py): each step
+Only the sampler is ours, and its step math lives in the core (masking/training/loop.py): each step
 draws ``batch_size`` items, a sigma per item and noise as the native trainer does (indices and
 sigmas from a generator seeded with ``seed``, so runs repeat), and reduces the unreduced loss with
 the loss weights of the same items. With prior preservation it runs a teacher pass with the trained
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from . import comfy_compat as compat
-from ..masking.mask_loss import MaskLossSettings
-from ..masking.train_steps import MaskedLossLoop, optimizer_step
+from ..masking.training.loop import MaskedLossLoop, optimizer_step
+from ..masking.training.loss import MaskLossSettings
+from ..masking.training.trainer_inputs import TrainingData
 
 log = logging.getLogger("WanMasking")
 
@@ -54,12 +55,13 @@ class TrainOptions:
 
 class MaskedTrainSampler(compat.sampler_base()):
     """A ComfyUI sampler whose ``sample`` trains: it wires the guider's model, conditionings, noise and
-    sigmas into the core's masked-loss loop (masking/train_steps.py)."""
+    sigmas into the core's masked-loss loop (masking/training/loop.py)."""
 
-    def __init__(self, loss_name: str, optimizer, *, weights: torch.Tensor, settings: MaskLossSettings,
+    def __init__(self, loss_name: str, optimizer, *, data: TrainingData, settings: MaskLossSettings,
                  batch_size: int, grad_acc: int, total_steps: int, seed: int, training_dtype: torch.dtype,
                  grad_scaler=None, bypass_injections=None, mp=None):
-        self.loop = MaskedLossLoop(weights, settings, loss_name, batch_size, grad_acc, total_steps, seed)
+        self.data = data
+        self.loop = MaskedLossLoop(data.weights, settings, loss_name, batch_size, grad_acc, total_steps, seed)
         self.optimizer = optimizer
         self.training_dtype = training_dtype
         self.grad_scaler = grad_scaler
@@ -69,6 +71,19 @@ class MaskedTrainSampler(compat.sampler_base()):
     @property
     def curves(self) -> dict:
         return self.loop.curves
+
+    def draw_summary(self) -> str:
+        """How often each item was drawn: every item at least once, or which never were."""
+        counts = [0] * self.data.count
+        for idx in self.loop.drawn_indices:
+            for i in idx:
+                counts[i] += 1
+        never = [self.data.names[i] for i, c in enumerate(counts) if c == 0]
+        text = (f"items drawn: {self.data.count - len(never)} of {self.data.count} at least once "
+                f"(min {min(counts)}, max {max(counts)} draws per item)")
+        if never:
+            text += f"; never drawn: {', '.join(never[:10])}. Train more steps to use every item."
+        return text
 
     @contextlib.contextmanager
     def _teacher(self, model: torch.nn.Module):
@@ -103,12 +118,16 @@ class MaskedTrainSampler(compat.sampler_base()):
             (self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss).backward()
 
         bar = compat.progress_bar(self.loop.total_steps)
-        self.loop.run(latent_image, predict=predict, teacher=teacher,
-                      noise=lambda step, x0: compat.random_noise(self.loop.seed + step * 1000, x0),
-                      percent_to_sigma=sampling.percent_to_sigma,
-                      noise_scaling=lambda s, eps, x0: sampling.noise_scaling(s, eps, x0, False),
-                      backward=backward, optimizer_step=lambda: optimizer_step(self.optimizer, self.grad_scaler),
-                      before_step=compat.throw_if_interrupted, after_step=lambda: bar.update(1))
+        callables = dict(predict=predict, teacher=teacher,
+                         noise=lambda step, x0: compat.random_noise(self.loop.seed + step * 1000, x0),
+                         percent_to_sigma=sampling.percent_to_sigma,
+                         noise_scaling=lambda s, eps, x0: sampling.noise_scaling(s, eps, x0, False),
+                         backward=backward, optimizer_step=lambda: optimizer_step(self.optimizer, self.grad_scaler),
+                         before_step=compat.throw_if_interrupted, after_step=lambda: bar.update(1))
+        if self.data.buckets is None:
+            self.loop.run(latent_image, **callables)
+        else:  # the set stays on the CPU; the loop moves each step's batch to the model's device
+            self.loop.run_buckets(self.data.buckets, device=latent_image.device, **callables)
         return torch.zeros_like(latent_image)
 
 
@@ -136,26 +155,21 @@ def _dtypes(opts: TrainOptions, mp) -> tuple[torch.dtype, torch.dtype, bool]:
     return torch.bfloat16, lora_dtype, False
 
 
-def train_masked_lora(model, latents: torch.Tensor, positive: list, weights: torch.Tensor,
-                      settings: MaskLossSettings, opts: TrainOptions):
-    """Train a LoRA with the masked loss. Returns (model with the LoRA, lora state dict, loss map,
-    total steps, the sampler used)."""
-    if opts.bucket_mode:
-        raise ValueError("bucket_mode: WanMaskTrainLoRA trains one batch of Wan video latents with one loss "
-                         "mask per item; resolution buckets (images of several sizes) are not supported. "
-                         "Fix: turn bucket_mode off, or use native Train LoRA for bucketed image sets.")
-    n = latents.shape[0]
-    if len(positive) == 1 and n > 1:
-        positive = positive * n
-    elif len(positive) != n:
-        raise ValueError(f"positive: {len(positive)} conditionings for {n} latent items. Fix: give one "
-                         "conditioning for all items, or one per item.")
+def train_masked_lora(model, data: TrainingData, settings: MaskLossSettings, opts: TrainOptions):
+    """Train a LoRA with the masked loss on ``data`` (one shape, or buckets). Returns (model with the
+    LoRA, lora state dict, loss map, total steps, the sampler used)."""
+    n = data.count
     with torch.inference_mode(False), seeded_global_rng(opts.seed):
         mp = compat.clone_for_training(model)
         dtype, lora_dtype, use_scaler = _dtypes(opts, mp)
         if opts.training_dtype != "none":
             mp.set_model_compute_dtype(dtype)
-        latents = latents.to(dtype)
+        if data.buckets is None:
+            latents = data.latents.to(dtype)
+        else:  # the guider needs a latent of the model's kind; one item stands in, as native's bucket mode
+            for bucket in data.buckets:
+                bucket.latents = bucket.latents.to(dtype)
+            latents = data.buckets[0].latents[:1]
         mp.model.requires_grad_(False)
         existing, existing_steps = compat.load_existing_lora(opts.existing_lora)
         lora_sd, adapters, injections = compat.add_lora_adapters(mp, existing, opts.algorithm, lora_dtype,
@@ -169,12 +183,12 @@ def train_masked_lora(model, latents: torch.Tensor, positive: list, weights: tor
         try:
             compat.load_for_training(mp, opts.offloading)
             sampler = MaskedTrainSampler(
-                opts.loss_function, optimizer, weights=weights, settings=settings, batch_size=opts.batch_size,
+                opts.loss_function, optimizer, data=data, settings=settings, batch_size=opts.batch_size,
                 grad_acc=opts.grad_accumulation_steps, total_steps=opts.steps * opts.grad_accumulation_steps,
                 seed=opts.seed, training_dtype=dtype,
                 grad_scaler=torch.amp.GradScaler() if use_scaler else None, bypass_injections=injections, mp=mp)
             guider = compat.make_train_guider(mp, opts.offloading)
-            guider.set_conds(positive)
+            guider.set_conds(data.conds)
             for injection in injections or ():
                 injection.inject(mp)
             try:

@@ -2,7 +2,7 @@
 
 Given an unreduced loss ``l`` [B, C, T, h, w] (e.g. squared error to the training target), the
 raw loss weights ``r`` [B, 1, T, h, w] (1 = full training weight, 0 = none; see
-:mod:`masking.weights`) and settings (gamma, min_weight, ...)::
+:mod:`masking.training.weights`) and settings (gamma, min_weight, ...)::
 
     w       = r**gamma * (1 - min_weight) + min_weight                 target weights
     p       = 1 - w             (continuous mode)                      prior weights

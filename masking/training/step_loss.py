@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .mask_loss import MaskLossSettings, masked_loss
+from .loss import MaskLossSettings, masked_loss
 
 ElementwiseLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -78,7 +78,7 @@ def concat_video_latents(samples: list[torch.Tensor], input_name: str = "latents
 
 def concat_masks(masks: list[torch.Tensor] | None) -> torch.Tensor | None:
     """Loss masks given as a list (one per list item, [H,W] or [F,H,W]) -> one [sum F, H, W] mask, item
-    after item (the per-item layout :func:`masking.weights.latent_loss_weights` reads)."""
+    after item (the per-item layout :func:`masking.training.weights.latent_loss_weights` reads)."""
     if not masks:
         return None
     return torch.cat([m if m.dim() == 3 else m.unsqueeze(0) for m in masks], 0)

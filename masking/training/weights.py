@@ -26,8 +26,8 @@ import einops
 import torch
 import torch.nn.functional as F
 
-from .geometry import FrameLayout, VaeGeometry
-from .mask_input import check_mask_shape
+from ..geometry import FrameLayout, VaeGeometry
+from ..mask_input import check_mask_shape
 
 log = logging.getLogger("WanMasking")
 
@@ -137,12 +137,15 @@ def region_stack_shape(regions: dict[str, torch.Tensor | None], who: str = "WanM
 
 
 def compose_tiers(shape: tuple[int, ...], face: torch.Tensor | None = None, body: torch.Tensor | None = None,
-                  hair: torch.Tensor | None = None, tiers: dict[str, int] | None = None) -> torch.Tensor:
+                  hair: torch.Tensor | None = None, tiers: dict[str, int] | None = None,
+                  subject: torch.Tensor | None = None) -> torch.Tensor:
     """Build a tiered weight mask [N, H, W] in [0, 1] from binary region masks (> 0.5 = inside).
 
     Regions are painted body, then hair, then face, so face wins over hair, hair over body and
     body over background (faces sit inside bodies, hair overlaps both). Region masks are [H, W]
-    or [1 or N, H, W]; ``tiers`` holds 8-bit levels (default :data:`TIERS`).
+    or [1 or N, H, W]; ``tiers`` holds 8-bit levels (default :data:`TIERS`). ``subject`` (group
+    photos, same shapes): a binary instance mask of the one person to learn; every weight outside
+    it becomes 0, so the other people's faces and bodies teach nothing.
     """
     tiers = TIERS if tiers is None else tiers
     out = torch.full(shape, tiers["background"] / 255.0)
@@ -154,6 +157,12 @@ def compose_tiers(shape: tuple[int, ...], face: torch.Tensor | None = None, body
             raise ValueError(f"{name}: shape {list(region.shape)} does not match the tier mask {list(out.shape)}. "
                              f"Fix: give all region masks the same size and frame count (or 1 frame).")
         out = torch.where(region > 0.5, torch.tensor(tiers[name] / 255.0), out)
+    if subject is not None:
+        subject = subject.unsqueeze(0) if subject.dim() == 2 else subject
+        if subject.shape[-2:] != out.shape[-2:] or subject.shape[0] not in (1, out.shape[0]):
+            raise ValueError(f"subject: shape {list(subject.shape)} does not match the tier mask {list(out.shape)}. "
+                             f"Fix: give the subject mask the regions' size and frame count (or 1 frame).")
+        out = torch.where(subject > 0.5, out, torch.zeros(()))
     return out
 
 

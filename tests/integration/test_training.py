@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from comfyui_wanmasking.masking.geometry import WAN21
-from comfyui_wanmasking.masking.weights import latent_loss_weights
+from comfyui_wanmasking.masking.training.weights import latent_loss_weights
 from comfyui_wanmasking.tests.integration.comfy_server import execution_error
 from comfyui_wanmasking.tests.integration.graphs import Graph, tiny_t2v_model, zero_cond
 

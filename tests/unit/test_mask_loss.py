@@ -5,8 +5,8 @@ import logging
 import pytest
 import torch
 
-from comfyui_wanmasking.masking.mask_loss import MaskLossSettings, masked_loss, region_masks, weighted_mean
-from comfyui_wanmasking.masking.training import LOSS_FUNCTIONS, elementwise_loss, masked_training_loss
+from comfyui_wanmasking.masking.training.loss import MaskLossSettings, masked_loss, region_masks, weighted_mean
+from comfyui_wanmasking.masking.training.step_loss import LOSS_FUNCTIONS, elementwise_loss, masked_training_loss
 
 
 def rand(*shape, seed=0):
@@ -278,7 +278,7 @@ def test_weighted_mean_dtype_is_fp32():
 
 
 def test_prior_region_warning_catches_the_floor_trap():
-    from comfyui_wanmasking.masking.mask_loss import prior_region_warning
+    from comfyui_wanmasking.masking.training.loss import prior_region_warning
     baked = torch.full((1, 1, 2, 4, 4), 0.1)           # a 0.1 floor already baked into the weights
     baked[..., :2, :] = 1.0
     s = MaskLossSettings(prior_weight=1.0, prior_threshold=0.1)

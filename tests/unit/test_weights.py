@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from comfyui_wanmasking.masking.geometry import WAN21, WAN22, FrameLayout
-from comfyui_wanmasking.masking.weights import (
+from comfyui_wanmasking.masking.training.weights import (
     PRESETS, TIERS, apply_gamma_floor, check_gamma, check_min_weight, compose_tiers, frames_to_latent,
     latent_loss_weights, normalize_mask, resize_weights, tier_preview, tier_weights,
 )
