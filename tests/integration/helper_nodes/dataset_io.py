@@ -3,6 +3,7 @@
 * WanMaskTestFakeClip: a CLIP stand-in (the real umt5-xxl is 10 GB): each caption becomes a [1, 8, 4096]
   embedding that depends on the text, so tests can tell captions apart.
 * WanMaskTestCountingVAE: the given VAE, with every encode call counted in a file.
+* WanMaskTestSaveLora: writes a LORA_MODEL to a safetensors file.
 * WanMaskTestSaveSet: writes every bucket of a LATENT / CONDITIONING list (samples, carried loss weights,
   names, the conditioning tensors) to one safetensors file.
 """
@@ -96,3 +97,21 @@ NODE_CLASS_MAPPINGS = {
     "WanMaskTestCountingVAE": WanMaskTestCountingVAE,
     "WanMaskTestSaveSet": WanMaskTestSaveSet,
 }
+
+
+class WanMaskTestSaveLora:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"lora": ("LORA_MODEL",), "path": ("STRING", {"default": ""})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    def save(self, lora, path):
+        save_file({k: v.detach().float().contiguous().cpu() for k, v in lora.items()}, path)
+        return {}
+
+
+NODE_CLASS_MAPPINGS["WanMaskTestSaveLora"] = WanMaskTestSaveLora
