@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -9,6 +10,7 @@ from PIL import Image
 
 from comfyui_wanmasking.wanmask_runner.demo import write_clip
 from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
+from comfyui_wanmasking.wanmask_runner.fixtures.tiny_dataset import write_tiny_dataset
 from comfyui_wanmasking.wanmask_runner.fixtures.tiny_graph import tiny_graph
 from comfyui_wanmasking.wanmask_runner.ui_twins import example_applies
 from comfyui_wanmasking.wanmask_runner.workflow_format import declared_input_names
@@ -19,11 +21,14 @@ API_EXAMPLES = sorted((EXAMPLES / "api").glob("*.json"))
 FRAMES, SIZE = 17, 64
 ZERO_COND = ("WanMaskTestZeroConditioning", {"tokens": 8})
 FAKE_CLIP_VISION = ("WanMaskTestClipVisionOutput", {"tokens": 257})
+FAKE_CLIP = ("WanMaskTestFakeClip", {})
 # Example inputs that refer to frame indices of the real 81-frame clip, scaled to the tiny one.
 TINY_OVERRIDES = {"keyframe_indices": "8"}
 # Per node type: a few training steps in fp32 instead of 500 in bf16.
 TINY_NODE_OVERRIDES = {"WanMaskTrainLoRA": {"steps": 2, "training_dtype": "fp32", "lora_dtype": "fp32",
                                             "gradient_checkpointing": False},
+                       # the tiny generated set (tiny_dataset.py): 32..64 px items, clips of 5 and 9 frames
+                       "WanMaskTrainingSet": {"length": 9, "width": 32, "height": 32},
                        # 9 pixel frames = 3 latent frames, overlap 1 latent frame on both versions: the tiny
                        # 17-frame clip (5 latent frames) still takes two windows
                        "WanMaskContextWindows": {"context_length": 9, "context_overlap": 4}}
@@ -57,7 +62,7 @@ def for_this_comfyui(prompt: dict, object_info: dict) -> dict:
 def tiny_example(name: str) -> dict:
     prompt = json.loads((EXAMPLES / "api" / f"{name}.json").read_text())
     shape = {"frames": FRAMES, "steps": 3} | TINY_EXAMPLE_SHAPES.get(name, {})
-    prompt = tiny_graph(prompt, ZERO_COND, size=SIZE, clip_vision=FAKE_CLIP_VISION, **shape)
+    prompt = tiny_graph(prompt, ZERO_COND, size=SIZE, clip_vision=FAKE_CLIP_VISION, fake_clip=FAKE_CLIP, **shape)
     for node in prompt.values():
         node["inputs"].update(TINY_NODE_OVERRIDES.get(node["class_type"], {}))
         for key, value in TINY_OVERRIDES.items():
@@ -71,6 +76,8 @@ def provide_media(prompt: dict, input_dir: Path) -> None:
     input_dir.mkdir(parents=True, exist_ok=True)
     images, mask = fast_motion_clip(FRAMES, SIZE, SIZE)
     for node in prompt.values():
+        if node["class_type"] == "WanMaskTrainingSet":
+            provide_training_set(node["inputs"], input_dir)
         name = node["inputs"].get("image") if node["class_type"] == "LoadImage" else \
             node["inputs"].get("file") if node["class_type"] == "LoadVideo" else None
         if not isinstance(name, str) or (input_dir / name).exists():
@@ -82,6 +89,19 @@ def provide_media(prompt: dict, input_dir: Path) -> None:
             write_clip(input_dir / name, mask.unsqueeze(-1).expand(-1, -1, -1, 3))
         else:
             write_clip(input_dir / name, images)
+
+
+def provide_training_set(inputs: dict, input_dir: Path) -> None:
+    """The tiny generated set (tiny_dataset.py) at the folders a WanMaskTrainingSet node names: its items
+    in ``folder``, its masks in ``mask_folder`` (items with alpha keep it)."""
+    folder = input_dir / inputs["folder"]
+    if folder.exists():
+        return
+    written = write_tiny_dataset(input_dir / "_tiny_set_source")
+    shutil.copytree(written["folder"], folder, ignore=shutil.ignore_patterns("weighted_masks"))
+    if inputs.get("mask_folder") not in (None, "(none)"):
+        shutil.copytree(written["mask_folder"], input_dir / inputs["mask_folder"], dirs_exist_ok=True)
+    shutil.rmtree(input_dir / "_tiny_set_source")
 
 
 def write_tiny_example(name: str, server, tmp_path: Path) -> Path:

@@ -52,10 +52,12 @@ def skip_unless_for_this_comfyui(api_file, object_info):
 
 
 def test_every_comfyui_gets_every_example_scenario(object_info):
-    """Only the LoRA training example exists per version (its save node was renamed in 0.33)."""
+    """Only the two LoRA training examples exist per version (their save node was renamed in 0.33)."""
     ours = [p.stem for p in API_EXAMPLES if applies(p, object_info)]
-    assert len(ours) == len(API_EXAMPLES) - 1, ours
-    assert sum(name.startswith("masked_lora_training") for name in ours) == 1
+    assert len(ours) == len(API_EXAMPLES) - 2, ours
+    assert sorted(name for name in ours if name.startswith("masked_lora_training")) in (
+        ["masked_lora_training", "masked_lora_training_dataset"],
+        ["masked_lora_training_comfyui_0_3", "masked_lora_training_dataset_comfyui_0_3"])
 
 
 @pytest.mark.parametrize("api_file", API_EXAMPLES, ids=lambda p: p.stem)
