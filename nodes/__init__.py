@@ -10,7 +10,7 @@ from .latent_masks import WanMaskPreview, WanMaskToLatent
 from .sampler import WanMaskSamplerPatch
 from .train_lora import WanMaskTrainLoRA
 from .training import WanMaskLossTiers, WanMaskLossWeights
-from .training_set import WanMaskTrainingSet
+from .training_set import WanMaskSaveMusubiDataset, WanMaskTrainingSet
 from .vae import WanMaskVAEDecode, WanMaskVAEEncode, WanMaskVAELoader
 
 NODES: list[type[io.ComfyNode]] = [
@@ -19,6 +19,7 @@ NODES: list[type[io.ComfyNode]] = [
     WanMaskVAELoader, WanMaskVAEDecode, WanMaskVAEEncode,
     WanMaskSamplerPatch, WanMaskContextWindows,
     WanMaskLossWeights, WanMaskLossTiers, WanMaskTrainLoRA, WanMaskTrainingSet,
+    WanMaskSaveMusubiDataset,
 ]
 
 

@@ -615,6 +615,11 @@ def input_directory() -> str:
     return folder_paths.get_input_directory()
 
 
+def output_directory() -> str:
+    import folder_paths
+    return folder_paths.get_output_directory()
+
+
 def input_subfolders() -> list[str]:
     """Subfolders of ComfyUI's input folder, recursive, '/'-separated (as native's dataset loaders list them)."""
     import folder_paths

@@ -1,5 +1,6 @@
 """WanMaskTrainingSet: a masked LoRA training set from a folder of clips and images, each with its
 own weighted mask (alpha channel, or a mask file by basename), encoded once and cached.
+WanMaskSaveMusubiDataset: the same paired folder written in musubi-tuner / blissful-tuner's layout.
 
 Outputs one LATENT and one conditioning list per bucket, as native ResolutionBucket does, and each
 bucket's LATENT carries its items' loss weights, so WanMaskTrainLoRA (and native Train LoRA in
@@ -20,6 +21,7 @@ from ..masking.training.dataset_build import FRAME_SELECTIONS, SHORT_CLIPS, SetS
     cache_settings
 from ..masking.training.dataset_cache import TrainingSetCache, fingerprint_state_dict
 from ..masking.training.dataset_files import pair_training_folder
+from ..masking.training.musubi import METHODS, VIDEO_MASK_MODES, export_musubi
 
 log = logging.getLogger("WanMasking")
 NONE = "(none)"
@@ -43,6 +45,21 @@ def resolve_input_folder(name: str, input_name: str) -> Path | None:
         raise ValueError(f"{input_name}: no folder {name!r} in ComfyUI's input folder ({root}). Fix: put your clips "
                          "and images in input/<name>/ and press R in the browser to refresh the list.")
     return path
+
+
+def pair_input_folders(who: str, folder: str, mask_folder: str, alpha_mask: bool, require_mask: bool,
+                       subject_folder: str):
+    """The pairing of an input subfolder's items with their masks (errors raised before any work),
+    its warnings logged for ``who``."""
+    items_dir = resolve_input_folder(folder, "folder")
+    if items_dir is None:
+        raise ValueError("folder: pick the input subfolder that holds the clips and images.")
+    report = pair_training_folder(items_dir, resolve_input_folder(mask_folder, "mask_folder"), alpha_mask=alpha_mask,
+                                  require_mask=require_mask,
+                                  subject_folder=resolve_input_folder(subject_folder, "subject_folder"))
+    for warning in report.warnings:
+        log.warning("%s: %s", who, warning)
+    return report
 
 
 class WanMaskTrainingSet(io.ComfyNode):
@@ -126,15 +143,8 @@ class WanMaskTrainingSet(io.ComfyNode):
     @classmethod
     def execute(cls, folder, mask_folder, alpha_mask, require_mask, vae, clip, width, height, resolution_buckets,
                 length, frame_selection, short_clips, seed, cache, subject_folder=NONE) -> io.NodeOutput:
-        items_dir = resolve_input_folder(folder, "folder")
-        if items_dir is None:
-            raise ValueError("folder: pick the input subfolder that holds the clips and images.")
-        masks_dir = resolve_input_folder(mask_folder, "mask_folder")
-        subjects_dir = resolve_input_folder(subject_folder, "subject_folder")
-        report = pair_training_folder(items_dir, masks_dir, alpha_mask=alpha_mask, require_mask=require_mask,
-                                      subject_folder=subjects_dir)
-        for warning in report.warnings:
-            log.warning("WanMaskTrainingSet: %s", warning)
+        report = pair_input_folders("WanMaskTrainingSet", folder, mask_folder, alpha_mask, require_mask,
+                                    subject_folder)
         settings = SetSettings(width=width, height=height, buckets=resolution_buckets, length=length,
                                frame_selection=frame_selection, short_clips=short_clips, seed=seed)
         geometry = WAN22 if compat.vae_spatial_stride(vae) == WAN22.spatial_stride else WAN21
@@ -157,3 +167,68 @@ class WanMaskTrainingSet(io.ComfyNode):
         log.info("WanMaskTrainingSet %s:\n%s", folder, text)
         latents, conds = built.latent_outputs()
         return io.NodeOutput(latents, conds, text)
+
+
+def _pairing_inputs(folders: list[str]) -> list[io.Input]:
+    return [
+        io.Combo.Input("folder", options=folders, tooltip="Input subfolder with the clips, images and captions."),
+        io.Combo.Input("mask_folder", options=[NONE] + folders, default=NONE, tooltip=
+            "Input subfolder with the weighted masks by basename (8-bit gray; a mask video = a mask per frame)."),
+        io.Boolean.Input("alpha_mask", default=True, tooltip="Use RGBA images' alpha as their mask (first in the chain)."),
+        io.Boolean.Input("require_mask", default=False, tooltip="An item without any mask is an error."),
+    ]
+
+
+class WanMaskSaveMusubiDataset(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        folders = _folders()
+        return schema(
+            node_id="WanMaskSaveMusubiDataset",
+            display_name="Wan Mask Save Dataset (musubi-tuner layout)",
+            category=category("training"),
+            search_aliases=["musubi", "blissful tuner", "export dataset", "weighted_masks", "dataset toml"],
+            description="Writes a paired masked set (the same pairing as WanMaskTrainingSet) into ComfyUI's output "
+                        "folder in musubi-tuner / blissful-tuner's layout: the items copied unchanged, captions, "
+                        "weighted_masks/<name>.png (8-bit gray), or RGBA PNGs with the mask in alpha (the guide's "
+                        "Method 2, exact RGB, never composited), and dataset.toml with mask_directory / alpha_mask "
+                        "filled in. Aspect ratios more than 1% apart are refused. A subject mask is multiplied in.",
+            inputs=[
+                *_pairing_inputs(folders),
+                io.String.Input("output_folder", default="wanmask_musubi_set", tooltip=
+                    "Subfolder of ComfyUI's output folder to write; it must be new or empty."),
+                io.Combo.Input("method", options=list(METHODS), default="mask_folder", tooltip=
+                    "mask_folder: masks in weighted_masks/ by basename (Method 1). alpha: images become RGBA PNGs "
+                    "with the mask in alpha (Method 2); videos still use weighted_masks/."),
+                io.Combo.Input("video_masks", options=list(VIDEO_MASK_MODES), default="per_frame", tooltip=
+                    "A clip with a per-frame mask video: per_frame keeps it (FFV1 .mkv, this pack reads it; stock "
+                    "musubi uses one mask per video), static writes one PNG (the per-pixel max over frames)."),
+                expert(io.Combo.Input("subject_folder", options=[NONE] + folders, default=NONE, tooltip=
+                    "Group photos: binary subject masks by basename, multiplied into the exported masks.")),
+            ],
+            outputs=[io.String.Output(display_name="dataset_toml", tooltip="Path of the written dataset.toml.")],
+            is_output_node=True,
+            is_experimental=True,
+        )
+
+    @classmethod
+    def validate_inputs(cls, method=None, video_masks=None):
+        return first_error(lambda: check_choices(cls, method=method, video_masks=video_masks))
+
+    @classmethod
+    def fingerprint_inputs(cls, **kwargs):
+        return float("nan")
+
+    @classmethod
+    def execute(cls, folder, mask_folder, alpha_mask, require_mask, output_folder, method, video_masks,
+                subject_folder=NONE) -> io.NodeOutput:
+        root = Path(compat.output_directory()).resolve()
+        out_dir = (root / output_folder).resolve()
+        if root not in out_dir.parents:
+            raise ValueError(f"output_folder: {output_folder!r} leaves ComfyUI's output folder ({root}). Fix: give a "
+                             "plain subfolder name such as 'my_character_set'.")
+        report = pair_input_folders("WanMaskSaveMusubiDataset", folder, mask_folder, alpha_mask, require_mask,
+                                    subject_folder)
+        toml = export_musubi(report.items, out_dir, method=method, video_masks=video_masks)
+        log.info("WanMaskSaveMusubiDataset: wrote %d items to %s\n%s", len(report.items), out_dir, report.text())
+        return io.NodeOutput(str(toml), ui={"text": [f"{len(report.items)} items -> {toml}"]})

@@ -12,7 +12,8 @@ import pytest
 from comfyui_wanmasking.tests.integration.node_contracts import pack_contracts, snapshot_path
 
 pytestmark = pytest.mark.integration
-FILE_LISTS = {"vae_name", "existing_lora"}  # options that list the model folders, not the contract
+FILE_LISTS = {"vae_name", "existing_lora", "folder", "mask_folder", "subject_folder"}  # options that list
+# the model or input folders, not the contract
 EXPERT = {"WanMaskSamplerPatch": ["exact_keep", "validate"], "WanMaskVAEDecode": ["overlap", "temporal_chunk"],
           "WanMaskTrainLoRA": ["prior_mask_threshold", "normalize_per_sample", "require_mask"]}
 

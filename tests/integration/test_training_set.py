@@ -212,3 +212,34 @@ def test_an_item_whose_weights_are_all_zero_sends_no_gradient(server, tmp_path):
     assert moving, sorted(zero)[:10]
     assert all(float(zero[k].abs().max()) == 0.0 for k in moving), "a zero-weight item changed the LoRA"
     assert any(float(full[k].abs().max()) > 0.0 for k in moving), "the full-weight control did not train"
+
+
+def test_the_set_is_saved_in_musubis_layout_and_reads_back_the_same(server, dataset):
+    """WanMaskSaveMusubiDataset writes items, weighted_masks/ and dataset.toml into the output folder;
+    this pack's own pairing reads the export back with the same items and mask sources."""
+    import tomllib
+    from comfyui_wanmasking.masking.training.dataset_files import pair_training_folder
+    from comfyui_wanmasking.masking.training.dataset_media import read_item
+    g = Graph()
+    g.add("WanMaskSaveMusubiDataset", folder=f"{SET}/clips", mask_folder=f"{SET}/clips/weighted_masks",
+          alpha_mask=True, require_mask=False, output_folder="wm_musubi", method="mask_folder",
+          video_masks="per_frame", subject_folder="(none)")
+    server.run_ok(g.prompt, timeout=300)
+    out = server.base / "output" / "wm_musubi"
+    toml = tomllib.loads((out / "dataset.toml").read_text())
+    assert any(d.get("mask_directory", "").endswith("weighted_masks") for d in toml["datasets"]), toml
+    exported = pair_training_folder(out, out / "weighted_masks", alpha_mask=True)
+    original = pair_training_folder(dataset["folder"], dataset["mask_folder"], alpha_mask=True)
+    assert [i.name for i in exported.items] == [i.name for i in original.items]
+    for before, after in zip(original.items, exported.items):
+        frames = list(range(before.info.frames))
+        _, m0, _ = read_item(before, frames)
+        _, m1, _ = read_item(after, frames)
+        assert (m0 is None) == (m1 is None), before.name
+        if m0 is not None:
+            assert torch.allclose(m0, m1, atol=0.5 / 255), before.name
+    g = Graph()   # the folder is taken now: a second export there is refused, naming it
+    g.add("WanMaskSaveMusubiDataset", folder=f"{SET}/clips", mask_folder="(none)", alpha_mask=True,
+          require_mask=False, output_folder="wm_musubi", method="alpha", video_masks="static", subject_folder="(none)")
+    message = execution_error(server.run(g.prompt, timeout=300))
+    assert "wm_musubi" in message and "Fix" in message, message
