@@ -119,7 +119,10 @@ def _weights_from_mask(loss_mask, items: list[torch.Tensor], require_mask: bool)
     if len(shapes) == 1:
         w = latent_loss_weights(loss_mask, (len(items), *items[0].shape), geometry, require_mask, "loss_mask")
         return list(w)
-    if loss_mask is not None and (loss_mask.dim() == 2 or loss_mask.shape[0] == 1):
+    if loss_mask is None:   # no weights anywhere: full weight, or the require_mask error, for the whole set
+        latent_loss_weights(None, (len(items), *items[0].shape), geometry, require_mask, "loss_mask")
+        return [torch.ones(1, *t.shape[1:]) for t in items]
+    if loss_mask.dim() == 2 or loss_mask.shape[0] == 1:
         return [latent_loss_weights(loss_mask, (1, *t.shape), geometry, require_mask, "loss_mask")[0] for t in items]
     raise ValueError(f"loss_mask: the latents have {len(shapes)} shapes, so a mask batch cannot be matched to the "
                      "items by order. Fix: build the set with WanMaskTrainingSet (each item's mask travels with "
