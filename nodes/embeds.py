@@ -13,12 +13,13 @@ from comfy_api.latest import io
 
 from . import comfy_compat as compat
 from .inputs import (
-    MAX_RES, category, check_choices, embeds_outputs, expert, first_error, schema, video_inputs, within,
+    MAX_RES, category, check_choices, check_pixel_length, embeds_outputs, expert, first_error, schema, video_inputs,
+    within,
 )
 from ..masking import conventions
 from ..masking.geometry import WAN21, geometry_for_channels
 from ..wan.animate import build_animate_embeds
-from ..wan.frames import check_length, parse_indices, parse_ranges
+from ..wan.frames import parse_indices, parse_ranges
 from ..wan.i2v import MAX_TRAINED_LATENT_FRAMES, NULL_FILLS, build_i2v_embeds, join_clip_vision_tokens
 from ..wan.latents import empty_video_latent, trim_video_latent
 from ..wan.temporal import temporal_mask
@@ -50,12 +51,6 @@ def _empty_latent(batch_size, channels, frames, h, w) -> dict:
 def _set(positive, negative, values, negative_values=None, append=False):
     return (node_helpers.conditioning_set_values(positive, values, append=append),
             node_helpers.conditioning_set_values(negative, negative_values or values, append=append))
-
-
-def _check_length(length) -> None:
-    if length is not None:
-        within("length", length, 1, MAX_RES)
-        check_length(length, WAN21)  # 1+4k: the same for every Wan VAE
 
 
 class WanMaskI2VEmbeds(io.ComfyNode):
@@ -116,7 +111,7 @@ class WanMaskI2VEmbeds(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, length=None, keyframe_indices=None, null_fill=None):
-        return first_error(lambda: _check_length(length),
+        return first_error(lambda: check_pixel_length(length),
                            lambda: parse_indices(keyframe_indices, length) if keyframe_indices and length else None,
                            lambda: check_choices(cls, null_fill=null_fill))
 
@@ -183,7 +178,7 @@ class WanMaskVaceEmbeds(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, length=None):
-        return first_error(lambda: _check_length(length))
+        return first_error(lambda: check_pixel_length(length))
 
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, strength, mask_threshold,
@@ -285,7 +280,7 @@ class WanMaskAnimateEmbeds(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, length=None):
-        return first_error(lambda: _check_length(length))
+        return first_error(lambda: check_pixel_length(length))
 
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, clip_vision_output=None,

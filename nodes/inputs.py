@@ -15,6 +15,8 @@ import nodes as comfy_nodes
 from comfy_api.latest import io
 
 from . import comfy_compat as compat
+from ..masking.geometry import WAN21
+from ..wan.frames import check_length
 
 MAX_RES = comfy_nodes.MAX_RESOLUTION
 
@@ -122,6 +124,14 @@ def within(name: str, value, lo, hi) -> None:
     """ValueError unless lo <= value <= hi (the widget's own bounds)."""
     if value is not None and not lo <= value <= hi:
         raise ValueError(f"{name}: {value} is outside {lo}..{hi}.")
+
+
+def check_pixel_length(length, name: str = "length") -> None:
+    """ValueError unless a pixel-frame count is within its widget's bounds and 1+4k (the same rule for
+    every Wan VAE). None (a linked input) is checked when the node runs."""
+    if length is not None:
+        within(name, length, 1, MAX_RES)
+        check_length(length, WAN21, name)
 
 
 def first_error(*checks) -> bool | str:

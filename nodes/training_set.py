@@ -14,7 +14,7 @@ from pathlib import Path
 from comfy_api.latest import io
 
 from . import comfy_compat as compat
-from .inputs import LENGTH_TIP, category, check_choices, first_error, expert, schema
+from .inputs import LENGTH_TIP, MAX_RES, category, check_choices, check_pixel_length, expert, first_error, schema
 from ..masking import conventions
 from ..masking.geometry import WAN21, WAN22
 from ..masking.training.dataset_build import FRAME_SELECTIONS, SHORT_CLIPS, SetSettings, build_training_set, \
@@ -102,7 +102,7 @@ class WanMaskTrainingSet(io.ComfyNode):
                 io.Boolean.Input("resolution_buckets", default=True, tooltip=
                     "On: one bucket per aspect ratio (sides multiples of 16, or 32 for the Wan 2.2 5B VAE), so "
                     "items of several sizes train together without distortion. Off: one size for all."),
-                io.Int.Input("length", default=81, min=1, max=8192, step=4, tooltip=
+                io.Int.Input("length", default=81, min=1, max=MAX_RES, step=4, tooltip=
                     LENGTH_TIP + " Frames taken from each clip; images are 1 frame. Clips shorter than this follow "
                     "short_clips."),
                 io.Combo.Input("frame_selection", options=list(FRAME_SELECTIONS), default="contiguous", tooltip=
@@ -131,8 +131,9 @@ class WanMaskTrainingSet(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, frame_selection=None, short_clips=None):
-        return first_error(lambda: check_choices(cls, frame_selection=frame_selection, short_clips=short_clips))
+    def validate_inputs(cls, length=None, frame_selection=None, short_clips=None):
+        return first_error(lambda: check_pixel_length(length),
+                           lambda: check_choices(cls, frame_selection=frame_selection, short_clips=short_clips))
 
     @classmethod
     def fingerprint_inputs(cls, **kwargs):

@@ -158,7 +158,7 @@ def test_nodes_mirror_the_native_trainer(server):
     assert list(weights["input"]["required"]) == ["mask", "preset", "gamma", "min_weight", "width", "height"]
     assert weights["output"] == ["MASK", "IMAGE"]
     tiers = info["WanMaskLossTiers"]
-    assert list(tiers["input"]["optional"]) == ["face", "body", "hair"]
+    assert list(tiers["input"]["optional"]) == ["face", "body", "hair", "subject"]   # subject: new, last
     assert [tiers["input"]["required"][k][1]["default"] for k in tiers["input"]["required"]] == [255, 128, 80, 0]
 
 

@@ -295,3 +295,18 @@ def test_tier_preview_colours_each_tier():
     assert b[2] > r[2] and b[2] > g[2]      # hair blue
     assert img[0, 0, 3].max() < 0.1         # background dark
     assert torch.allclose(img[0, 0, 4], weights[0, 0, 4].expand(3))  # in-between value: grey = weight
+
+
+def test_a_subject_mask_zeroes_everyone_else_in_a_group_photo():
+    """Two people segmented alike (faces and bodies); the subject mask keeps the left one's tiers only."""
+    face, body = torch.zeros(1, 8, 16), torch.zeros(1, 8, 16)
+    body[:, 2:, 1:7] = body[:, 2:, 9:15] = 1
+    face[:, 2:4, 3:5] = face[:, 2:4, 11:13] = 1
+    subject = torch.zeros(1, 8, 16)
+    subject[:, :, :8] = 1
+    alone = compose_tiers((1, 8, 16), face=face, body=body)
+    group = compose_tiers((1, 8, 16), face=face, body=body, subject=subject)
+    assert torch.equal(group[..., :8], alone[..., :8])                  # the subject keeps its tiers
+    assert float(alone[..., 8:].max()) == 1.0 and float(group[..., 8:].max()) == 0.0   # the bystander: 0
+    with pytest.raises(ValueError, match="subject"):
+        compose_tiers((1, 8, 16), face=face, subject=torch.ones(1, 4, 4))
