@@ -23,6 +23,7 @@ ENV = {
     # Fixed mmap threshold: every large tensor is mmapped and unmapped on free, so process RSS measures
     # what each run allocates instead of glibc's reuse of earlier runs' heap (the CPU peak-memory figures).
     "vae": {"MALLOC_MMAP_THRESHOLD_": "65536"},
+    "training_set": {"MALLOC_MMAP_THRESHOLD_": "65536"},
 }
 
 
