@@ -9,7 +9,7 @@ the largest single pass of one pixel frame through a layer. It grows with the ti
 area, not with the clip length, so three latent chunks are enough to reach it.
 
 ComfyUI's ``memory_used_decode`` / ``memory_used_encode`` hooks take these numbers (see
-``nodes/comfy_compat.py``), so its memory manager frees what the VAE really needs.
+``nodes/comfy_compat/vae.py``), so its memory manager frees what the VAE really needs.
 """
 from __future__ import annotations
 

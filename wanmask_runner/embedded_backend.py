@@ -3,7 +3,7 @@
 ComfyUI's ``main.py`` is imported as a module (its documented way to integrate:
 ``start_comfyui()`` returns the loop and the server object without serving HTTP). Prompts are queued
 by the running server's own ``POST /prompt`` handler (called in-process, through the pack's
-compatibility module ``nodes/comfy_compat.py``), so validation, node replacements and the queue
+compatibility package ``nodes/comfy_compat/``), so validation, node replacements and the queue
 item's layout are that version's; ComfyUI's worker thread runs them. Events that would go to the
 websocket are handed to a callback. Every wait is bounded, and a dead worker thread is an error,
 never a hang. ComfyUI can be started once per process, so :meth:`EmbeddedBackend.get` returns one
@@ -24,17 +24,26 @@ from .results import RunResult, result_from_history
 
 log = logging.getLogger("wanmask_runner")
 REPO = Path(__file__).resolve().parents[1]
-COMPAT = REPO / "nodes" / "comfy_compat.py"
+COMPAT = REPO / "nodes" / "comfy_compat"
 
 
-def load_compat():
-    """The pack's compatibility module, loaded from its file (it imports nothing of the pack)."""
-    if not COMPAT.is_file():
+def load_compat(name: str = "wanmask_comfy_compat"):
+    """The pack's compatibility package, loaded from its folder (it imports nothing else of the pack),
+    as the module ``name``."""
+    if name in sys.modules:
+        return sys.modules[name]
+    if not (COMPAT / "__init__.py").is_file():
         raise RuntimeError(f"embedded mode needs the ComfyUI-WanMasking checkout ({COMPAT} is missing); "
                            "run from the pack's folder, or use --server with a running ComfyUI")
-    spec = importlib.util.spec_from_file_location("wanmask_comfy_compat", COMPAT)
+    spec = importlib.util.spec_from_file_location(name, COMPAT / "__init__.py",
+                                                  submodule_search_locations=[str(COMPAT)])
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[name] = module   # its modules import each other relatively
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
     return module
 
 

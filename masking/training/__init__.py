@@ -8,5 +8,5 @@
 * ``buckets``      bucketing items by latent shape
 * ``musubi``       writing a masked set in musubi-tuner / blissful-tuner's layout
 
-Nothing here imports ComfyUI; the ComfyUI side (adapters, guider, bypass) sits behind nodes/comfy_compat.py.
+Nothing here imports ComfyUI; the ComfyUI side (adapters, guider, bypass) sits behind nodes/comfy_compat/ (training.py).
 """

@@ -1,4 +1,4 @@
-"""The compatibility boundary (nodes/comfy_compat.py) finds every ComfyUI internal it bridges, in the
+"""The compatibility boundary (nodes/comfy_compat/) finds every ComfyUI internal it bridges, in the
 ComfyUI under test. When a new ComfyUI breaks the pack, this names the file and the feature."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from comfyui_wanmasking.tests.integration.node_contracts import widget
 
-COMPAT = Path(__file__).resolve().parents[2] / "nodes" / "comfy_compat.py"
+COMPAT = Path(__file__).resolve().parents[2] / "nodes" / "comfy_compat"
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,10 @@ def found(comfyui_path):
             "sys.argv = ['main.py', '--cpu']\n"
             "sys.path.insert(0, '.')\n"
             "import comfy.options; comfy.options.enable_args_parsing()\n"
-            f"spec = importlib.util.spec_from_file_location('wanmask_comfy_compat', {str(COMPAT)!r})\n"
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            f"spec = importlib.util.spec_from_file_location('wanmask_comfy_compat', {str(COMPAT / '__init__.py')!r}, "
+            f"submodule_search_locations=[{str(COMPAT)!r}])\n"
+            "m = importlib.util.module_from_spec(spec); sys.modules['wanmask_comfy_compat'] = m\n"
+            "spec.loader.exec_module(m)\n"
             "print('@@' + json.dumps(m.self_check()))\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=comfyui_path, capture_output=True, text=True, timeout=300)
     line = next((ln for ln in run.stdout.splitlines() if ln.startswith("@@")), None)

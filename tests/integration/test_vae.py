@@ -234,23 +234,18 @@ def test_every_streaming_mode_equals_native_in_process(comfyui_path, kind):
 def test_comfyui_memory_estimate_is_the_traced_working_set(comfyui_path):
     """wire_vae hands ComfyUI's memory manager the model's traced working set instead of native's
     formula, per sample, following the offload option; comfy.sd.VAE then decodes like native."""
-    import importlib.util
-    from pathlib import Path
-
     _native_pair(comfyui_path, "2.1")  # ComfyUI on sys.path, CPU mode
     import comfy.sd
 
     from comfyui_wanmasking.vae.loading import build_wan_vae
     from comfyui_wanmasking.vae.wan21 import WanVAE21
+    from comfyui_wanmasking.wanmask_runner.embedded_backend import load_compat
 
     torch.manual_seed(0)
     sd = WanVAE21().state_dict()  # real width: ComfyUI 0.3.64 builds its Wan 2.1 VAE at width 96
     ours = build_wan_vae(sd)
 
-    spec = importlib.util.spec_from_file_location(
-        "wanmask_compat_vae_test", Path(__file__).resolve().parents[2] / "nodes" / "comfy_compat.py")
-    compat = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compat)
+    compat = load_compat("wanmask_compat_vae_test")
     native_vae = comfy.sd.VAE(sd=sd)
     shape, pixels = (1, 16, 21, 60, 104), (1, 3, 81, 480, 832)
     native_dec = native_vae.memory_used_decode(shape, torch.float32)

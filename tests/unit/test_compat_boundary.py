@@ -1,8 +1,8 @@
-"""ComfyUI internals sit behind one boundary: nodes/comfy_compat.py.
+"""ComfyUI internals sit behind one boundary: the package nodes/comfy_compat/, one module per subsystem.
 
 Every other module of nodes/ may import only ComfyUI's public node API (the modules a node
 declaration uses: folder_paths, node_helpers, nodes' constants, comfy.latent_formats,
-comfy.clip_vision, comfy_api.latest) and the compatibility module. This reads the sources, so it
+comfy.clip_vision, comfy_api.latest) and the compatibility package. This reads the sources, so it
 needs no ComfyUI.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 NODES = Path(__file__).resolve().parents[2] / "nodes"
-BOUNDARY = NODES / "comfy_compat.py"
+BOUNDARY = NODES / "comfy_compat"
+BOUNDARY_FILES = sorted(BOUNDARY.glob("*.py"))
 PUBLIC = {"folder_paths", "node_helpers", "nodes", "comfy.latent_formats", "comfy.clip_vision",
           "comfy_api.latest"}
 COMFY_ROOTS = {"comfy", "comfy_extras", "comfy_api", "comfy_execution", "execution", "server", "main",
@@ -32,7 +33,7 @@ def comfy_imports(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(p for p in NODES.glob("*.py") if p != BOUNDARY), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(NODES.glob("*.py")), ids=lambda p: p.name)
 def test_node_modules_import_only_the_public_node_api(path):
     internal = [m for m in comfy_imports(path) if m not in PUBLIC]
     assert not internal, (f"{path.name} imports ComfyUI internals {internal}: go through {BOUNDARY.name} "
@@ -40,7 +41,7 @@ def test_node_modules_import_only_the_public_node_api(path):
 
 
 def test_the_boundary_is_where_the_internals_are():
-    internal = {m for m in comfy_imports(BOUNDARY) if m not in PUBLIC}
+    internal = {m for path in BOUNDARY_FILES for m in comfy_imports(path) if m not in PUBLIC}
     # the prompt queue, the trainer, VAE wiring, sampler wrappers, the denoise-mask function, context windows
     for needed in ("comfy.sampler_helpers", "comfy.patcher_extension", "comfy.model_patcher", "comfy.sd",
                    "comfy_extras.nodes_train", "comfy.weight_adapter", "comfy.context_windows",
@@ -48,11 +49,19 @@ def test_the_boundary_is_where_the_internals_are():
         assert needed in internal, f"{BOUNDARY.name} no longer reaches {needed}"
 
 
-def test_the_boundary_imports_comfyui_lazily():
-    """The runner loads the file before ComfyUI has parsed its command line: no module-level import."""
-    tree = ast.parse(BOUNDARY.read_text())
+@pytest.mark.parametrize("path", BOUNDARY_FILES, ids=lambda p: p.name)
+def test_the_boundary_imports_comfyui_lazily(path):
+    """The runner loads the package before ComfyUI has parsed its command line: no module-level import
+    of ComfyUI, and nothing of the pack outside the package (its modules import each other only)."""
+    tree = ast.parse(path.read_text())
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     roots = {(a.name if isinstance(n, ast.Import) else n.module or "").split(".")[0]
              for n in top for a in (n.names if isinstance(n, ast.Import) else [n])}
-    assert not roots & COMFY_ROOTS, f"module-level ComfyUI imports in {BOUNDARY.name}: {roots & COMFY_ROOTS}"
-    assert not any(isinstance(n, ast.ImportFrom) and n.level for n in top), "it must not import the pack"
+    assert not roots & COMFY_ROOTS, f"module-level ComfyUI imports in {path.name}: {roots & COMFY_ROOTS}"
+    outside = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 1]
+    assert not outside, f"{path.name} imports the pack outside comfy_compat (the runner loads it on its own)"
+
+
+def test_each_module_of_the_boundary_stays_small():
+    for path in BOUNDARY_FILES:
+        assert len(path.read_text().splitlines()) <= 400, f"{path.name} is over 400 lines: split it by subsystem"

@@ -24,8 +24,6 @@ def node_classes() -> dict[str, tuple[Path, ast.ClassDef]]:
 
 def test_no_v1_declarations_remain():
     for path in NODES.glob("*.py"):
-        if path.name == "comfy_compat.py":  # reads native nodes of either form
-            continue
         names = {n.id for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Name)} | \
                 {n.attr for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute)}
         assert not names & V1_ATTRIBUTES, f"{path.name} still uses {sorted(names & V1_ATTRIBUTES)}"

@@ -1,0 +1,64 @@
+"""ComfyUI internals: comfy.sd.VAE wiring (WanMaskVAELoader / Decode / Encode).
+
+Part of the compatibility boundary (see the package docstring): feature detection, never a
+version compare; ComfyUI modules are imported inside the functions that need them."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+
+def should_use_bf16(device: torch.device) -> bool:
+    import comfy.model_management
+    return comfy.model_management.should_use_bf16(device)
+
+
+def load_vae_file(name: str):
+    """(state dict, metadata, native comfy.sd.VAE) for a file of the ``vae`` folder."""
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
+    path = folder_paths.get_full_path_or_raise("vae", name)
+    sd, metadata = comfy.utils.load_torch_file(path, return_metadata=True)
+    vae = comfy.sd.VAE(sd=sd, metadata=metadata)
+    vae.throw_exception_if_invalid()
+    return sd, metadata, vae
+
+
+def wire_vae(vae, model: torch.nn.Module, decode_dtype: torch.dtype, encode_dtype: torch.dtype):
+    """Make the comfy.sd.VAE ``vae`` run ``model`` for every encode/decode, managed by a ModelPatcher.
+    ComfyUI's memory estimates come from the model's own traced working set when it offers one
+    (``decode_working_set`` / ``encode_working_set``), else stay native's at the model's precisions."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    native_dec, native_enc = vae.memory_used_decode, vae.memory_used_encode
+    vae.first_stage_model = model
+    vae.patcher = comfy.model_patcher.ModelPatcher(model, load_device=vae.device, offload_device=mm.vae_offload_device())
+    # Inputs reach the model in fp32 (lossless); the model casts each half to its own precision.
+    vae.vae_dtype = torch.float32
+    # Plain torch modules (no per-layer weight casting): never load them partially.
+    vae.disable_offload = True
+    vae.memory_used_decode = _estimate(getattr(model, "decode_working_set", None), native_dec, decode_dtype)
+    vae.memory_used_encode = _estimate(getattr(model, "encode_working_set", None), native_enc, encode_dtype)
+    return vae
+
+
+def _estimate(traced, native, dtype: torch.dtype):
+    """A ``memory_used_*(shape, dtype)`` for comfy.sd.VAE: ``traced(shape)`` (bytes, per sample, at the
+    model's own precision), falling back to the native formula if the model has none or it fails."""
+    def memory_used(shape, _dtype=None):
+        if callable(traced):
+            try:
+                return traced(shape)
+            except Exception:  # noqa: BLE001 - an estimate must never stop a decode
+                logging.getLogger("WanMasking").warning("VAE working-set trace failed; using ComfyUI's estimate",
+                                                        exc_info=True)
+        return native(shape, dtype)
+    return memory_used
+
+
+def load_vae_for(vae, memory_required: float) -> None:
+    """Load the VAE's patcher fully on its device (ComfyUI frees what it needs for ``memory_required``)."""
+    import comfy.model_management as mm
+    mm.load_models_gpu([vae.patcher], memory_required=memory_required, force_full_load=True)
