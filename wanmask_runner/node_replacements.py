@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 
+from .legacy_layouts import migrate_legacy_layouts
 from .workflow_format import (FRONTEND_ONLY, _input_specs, _links_of, _option_specs, _write_widgets, has_seed_control,
                               is_widget, read_widgets, serialized_count, ui_to_api)
 
@@ -187,9 +188,11 @@ def apply_node_replacements(ui: dict, object_info: dict, replacements: dict | No
 
 
 def replace_then_convert(ui: dict, object_info: dict, frontend_version=None, replacements: dict | None = None) -> dict:
-    """:func:`~wanmask_runner.workflow_format.ui_to_api` after the server's node replacements
-    (one warning logged per replaced node)."""
+    """:func:`~wanmask_runner.workflow_format.ui_to_api` after the pack's own old widget layouts are
+    brought to today's (:mod:`legacy_layouts`) and the server's node replacements are applied (one
+    warning logged per migrated or replaced node)."""
+    ui, migrated = migrate_legacy_layouts(ui)
     ui, notes = apply_node_replacements(ui, object_info, replacements)
-    for note in notes:
+    for note in migrated + notes:
         log.warning("%s", note)
     return ui_to_api(ui, object_info, frontend_version)

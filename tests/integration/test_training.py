@@ -367,3 +367,22 @@ def test_a_trainer_saved_on_one_version_loads_with_the_same_values_on_the_other(
     for node_type in ("WanMaskTrainLoRA", "WanMaskTrainingSet"):
         nid = next(k for k, n in api.items() if n["class_type"] == node_type)
         assert converted[nid]["inputs"] == api[nid]["inputs"], node_type
+
+
+def test_a_trainer_saved_on_0_3_with_the_old_layout_runs_with_its_values(server):
+    """A workflow saved on ComfyUI 0.3.64 before the trainer had its own input list (20 widget values in
+    0.3.x's order; tests/integration/data/masked_lora_training_saved_on_0_3_64.json, the example as it
+    was) converts through the runner to the values it was saved with, the new options at their defaults."""
+    from comfyui_wanmasking.tests.integration.examples import REPO
+    from comfyui_wanmasking.wanmask_runner.node_replacements import replace_then_convert
+    info = server.get("/object_info")
+    ui = json.loads((REPO / "tests" / "integration" / "data" / "masked_lora_training_saved_on_0_3_64.json").read_text())
+    ui["nodes"] = [n for n in ui["nodes"] if n["type"] in info]
+    inputs = replace_then_convert(ui, info)["14"]["inputs"]
+    saved = {"batch_size": 1, "grad_accumulation_steps": 1, "steps": 500, "learning_rate": 0.0001, "rank": 16,
+             "optimizer": "AdamW", "loss_function": "MSE", "seed": 0, "training_dtype": "bf16", "lora_dtype": "bf16",
+             "algorithm": "LoRA", "gradient_checkpointing": True, "existing_lora": "[None]", "gamma": 0.7,
+             "min_weight": 0.0, "prior_preservation_weight": 1.0, "prior_mask_threshold": 0.1,
+             "normalize_per_sample": True, "require_mask": True, "quantized_backward": False, "checkpoint_depth": 1,
+             "offloading": False, "bucket_mode": False, "bypass_mode": False}
+    assert {k: inputs[k] for k in saved} == saved
