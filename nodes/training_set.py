@@ -49,16 +49,14 @@ def resolve_input_folder(name: str, input_name: str) -> Path | None:
 
 def pair_input_folders(who: str, folder: str, mask_folder: str, alpha_mask: bool, require_mask: bool,
                        subject_folder: str):
-    """The pairing of an input subfolder's items with their masks (errors raised before any work),
-    its warnings logged for ``who``."""
+    """The pairing of an input subfolder's items with their masks (errors raised before any work; the
+    pairing logs its own warnings once). ``who`` names the node in the folder errors."""
     items_dir = resolve_input_folder(folder, "folder")
     if items_dir is None:
-        raise ValueError("folder: pick the input subfolder that holds the clips and images.")
+        raise ValueError(f"{who}: folder: pick the input subfolder that holds the clips and images.")
     report = pair_training_folder(items_dir, resolve_input_folder(mask_folder, "mask_folder"), alpha_mask=alpha_mask,
                                   require_mask=require_mask,
                                   subject_folder=resolve_input_folder(subject_folder, "subject_folder"))
-    for warning in report.warnings:
-        log.warning("%s: %s", who, warning)
     return report
 
 
