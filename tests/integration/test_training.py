@@ -283,6 +283,26 @@ def test_bad_widget_values_are_refused_before_the_queue(server, data, bad):
     assert name in text and str(value) in text, text
 
 
+@pytest.mark.parametrize("option", [{"offloading": True}, {"checkpoint_depth": 2}, {"bypass_mode": True},
+                                    {"quantized_backward": True}])
+def test_an_option_this_comfyui_lacks_is_refused_before_the_queue(server, data, option):
+    """The trainer declares 0.33's options on every version; where native's trainer here lacks one
+    (0.3.64), setting it away from its default is refused at /prompt, naming it and the fix."""
+    name, value = next(iter(option.items()))
+    native = server.get("/object_info/TrainLoraNode")["TrainLoraNode"]["input"]["required"]
+    if name in native:
+        pytest.skip(f"this ComfyUI's trainer has {name}")
+    g = Graph()
+    source = g.add("WanMaskTestLoad", path=str(data["dir"] / "A.safetensors"))
+    trained = trainer(g, tiny_t2v_model(g), zero_cond(g), source, masked=True)
+    g.prompt[trained.id]["inputs"].update(option)
+    g.add("WanMaskTestSaveLoss", loss=trained[2], path="/dev/null")
+    code, body = server.submit(g.prompt)
+    assert code == 400, body
+    text = json.dumps(body["node_errors"][trained.id])
+    assert f"{name}={value!r}" in text and "does not have" in text and "Fix" in text, text
+
+
 def test_bad_mask_frame_count_fails_before_training(server, io_dir):
     path = io_dir / "bad.safetensors"
     save_file({"samples": torch.zeros(1, 16, T, CELLS, CELLS), "mask": torch.ones(6, SIZE, SIZE)}, str(path))
