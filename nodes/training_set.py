@@ -47,6 +47,34 @@ def resolve_input_folder(name: str, input_name: str) -> Path | None:
     return path
 
 
+def pairing_inputs(folders: list[str]) -> list[io.Input]:
+    """folder, mask_folder, alpha_mask, require_mask: how a folder's items are paired with their masks
+    (the same for the training set and the musubi export)."""
+    return [
+        io.Combo.Input("folder", options=folders, tooltip=
+            "Subfolder of ComfyUI's input folder with the clips (.mp4 .avi .mov .webm .mkv .flv) and images "
+            "(.png .jpg .webp ...); captions as <name>.txt beside them. Subfolders are not read."),
+        io.Combo.Input("mask_folder", options=[NONE] + folders, default=NONE, tooltip=
+            "Input subfolder with the weighted masks, matched by basename (clip001.mp4 <-> clip001.png). "
+            "8-bit gray: face 255, body 128, hair 80, background 0. A mask video (same frame count as its "
+            "clip) gives a mask per frame. (none): alpha channels only."),
+        io.Boolean.Input("alpha_mask", default=True, tooltip=
+            "Use an RGBA image's alpha channel as its mask (first in the fallback chain: alpha, then "
+            "mask_folder, then full weight). The RGB values are used as they are, never composited."),
+        io.Boolean.Input("require_mask", default=False, tooltip=
+            "On: an item with neither alpha nor a mask file is an error, before anything is encoded. "
+            "Off: it trains at full weight 1.0 (the report says which)."),
+    ]
+
+
+def subject_folder_input(folders: list[str]) -> io.Input:
+    """subject_folder (expert, last): group photos' instance masks by basename."""
+    return expert(io.Combo.Input("subject_folder", options=[NONE] + folders, default=NONE, tooltip=
+        "Group photos: binary instance masks of your subject by basename (white = subject). Weights outside "
+        "the subject become 0, so bystanders teach nothing (the musubi export multiplies them into the masks). "
+        "Items without one keep their weights."))
+
+
 def pair_input_folders(who: str, folder: str, mask_folder: str, alpha_mask: bool, require_mask: bool,
                        subject_folder: str):
     """The pairing of an input subfolder's items with their masks (errors raised before any work; the
@@ -78,19 +106,7 @@ class WanMaskTrainingSet(io.ComfyNode):
                         f"Masks: {conventions.LOSS_WEIGHT}. Connect latents and positive to WanMaskTrainLoRA with "
                         "bucket_mode on.",
             inputs=[
-                io.Combo.Input("folder", options=folders, tooltip=
-                    "Subfolder of ComfyUI's input folder with the clips (.mp4 .avi .mov .webm .mkv .flv) and images "
-                    "(.png .jpg .webp ...); captions as <name>.txt beside them. Subfolders are not read."),
-                io.Combo.Input("mask_folder", options=[NONE] + folders, default=NONE, tooltip=
-                    "Input subfolder with the weighted masks, matched by basename (clip001.mp4 <-> clip001.png). "
-                    "8-bit gray: face 255, body 128, hair 80, background 0. A mask video (same frame count as its "
-                    "clip) gives a mask per frame. (none): alpha channels only."),
-                io.Boolean.Input("alpha_mask", default=True, tooltip=
-                    "Use an RGBA image's alpha channel as its mask (first in the fallback chain: alpha, then "
-                    "mask_folder, then full weight). The RGB values are used as they are, never composited."),
-                io.Boolean.Input("require_mask", default=False, tooltip=
-                    "On: an item with neither alpha nor a mask file is an error, before anything is encoded. "
-                    "Off: it trains at full weight 1.0 (the report says which)."),
+                *pairing_inputs(folders),
                 io.Vae.Input("vae", tooltip="The Wan VAE of the model to train (Wan 2.1 or Wan 2.2 5B)."),
                 io.Clip.Input("clip", tooltip="The text encoder for the captions (umt5 for Wan)."),
                 io.Int.Input("width", default=832, min=16, max=8192, step=16, tooltip=
@@ -113,9 +129,7 @@ class WanMaskTrainingSet(io.ComfyNode):
                 io.Boolean.Input("cache", default=True, tooltip=
                     "Keep latents, conditionings and latent-grid weights in the datasets folder "
                     "(wanmask_cache/<folder>) as safetensors; a rerun encodes only new or changed items."),
-                expert(io.Combo.Input("subject_folder", options=[NONE] + folders, default=NONE, tooltip=
-                    "Group photos: binary instance masks of your subject by basename (white = subject). Weights "
-                    "outside the subject become 0, so bystanders teach nothing. Items without one keep their weights.")),
+                subject_folder_input(folders),
             ],
             outputs=[
                 io.Latent.Output(display_name="latents", is_output_list=True, tooltip=
@@ -168,16 +182,6 @@ class WanMaskTrainingSet(io.ComfyNode):
         return io.NodeOutput(latents, conds, text)
 
 
-def _pairing_inputs(folders: list[str]) -> list[io.Input]:
-    return [
-        io.Combo.Input("folder", options=folders, tooltip="Input subfolder with the clips, images and captions."),
-        io.Combo.Input("mask_folder", options=[NONE] + folders, default=NONE, tooltip=
-            "Input subfolder with the weighted masks by basename (8-bit gray; a mask video = a mask per frame)."),
-        io.Boolean.Input("alpha_mask", default=True, tooltip="Use RGBA images' alpha as their mask (first in the chain)."),
-        io.Boolean.Input("require_mask", default=False, tooltip="An item without any mask is an error."),
-    ]
-
-
 class WanMaskSaveMusubiDataset(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -193,7 +197,7 @@ class WanMaskSaveMusubiDataset(io.ComfyNode):
                         "Method 2, exact RGB, never composited), and dataset.toml with mask_directory / alpha_mask "
                         "filled in. Aspect ratios more than 1% apart are refused. A subject mask is multiplied in.",
             inputs=[
-                *_pairing_inputs(folders),
+                *pairing_inputs(folders),
                 io.String.Input("output_folder", default="wanmask_musubi_set", tooltip=
                     "Subfolder of ComfyUI's output folder to write; it must be new or empty."),
                 io.Combo.Input("method", options=list(METHODS), default="mask_folder", tooltip=
@@ -202,8 +206,7 @@ class WanMaskSaveMusubiDataset(io.ComfyNode):
                 io.Combo.Input("video_masks", options=list(VIDEO_MASK_MODES), default="per_frame", tooltip=
                     "A clip with a per-frame mask video: per_frame keeps it (FFV1 .mkv, this pack reads it; stock "
                     "musubi uses one mask per video), static writes one PNG (the per-pixel max over frames)."),
-                expert(io.Combo.Input("subject_folder", options=[NONE] + folders, default=NONE, tooltip=
-                    "Group photos: binary subject masks by basename, multiplied into the exported masks.")),
+                subject_folder_input(folders),
             ],
             outputs=[io.String.Output(display_name="dataset_toml", tooltip="Path of the written dataset.toml.")],
             is_output_node=True,

@@ -267,19 +267,24 @@ def test_missing_mask_with_require_mask_fails_before_training(server, data):
     assert "loss_mask: no mask is connected but require_mask is on" in message
 
 
-@pytest.mark.parametrize("bad", [{"optimizer": "Adamax"}, {"rank": 0}, {"gamma": 0.0}])
-def test_bad_widget_values_are_refused_before_the_queue(server, data, bad):
-    """Native's options (converted to V3 COMBOs on 0.3.64, which does not check those itself) and
-    ours, against their options and bounds, by the node's validate_inputs."""
+def _submit_with(server, data, values: dict) -> tuple[int, dict, str]:
+    """Submit a masked training with ``values`` set on the trainer: (HTTP status, body, the trainer's errors)."""
     g = Graph()
     source = g.add("WanMaskTestLoad", path=str(data["dir"] / "A.safetensors"))
     trained = trainer(g, tiny_t2v_model(g), zero_cond(g), source, masked=True)
-    g.prompt[trained.id]["inputs"].update(bad)
+    g.prompt[trained.id]["inputs"].update(values)
     g.add("WanMaskTestSaveLoss", loss=trained[2], path="/dev/null")
     code, body = server.submit(g.prompt)
+    return code, body, json.dumps(body.get("node_errors", {}).get(trained.id, {}))
+
+
+@pytest.mark.parametrize("bad", [{"optimizer": "Adamax"}, {"rank": 0}, {"gamma": 0.0}])
+def test_bad_widget_values_are_refused_before_the_queue(server, data, bad):
+    """Every widget of the trainer (V3 COMBOs, which 0.3.64 does not check itself, and bounds) is checked
+    against its options and bounds by the node's validate_inputs."""
+    code, body, text = _submit_with(server, data, bad)
     name, value = next(iter(bad.items()))
     assert code == 400, body
-    text = json.dumps(body["node_errors"][trained.id])
     assert name in text and str(value) in text, text
 
 
@@ -292,14 +297,8 @@ def test_an_option_this_comfyui_lacks_is_refused_before_the_queue(server, data, 
     native = server.get("/object_info/TrainLoraNode")["TrainLoraNode"]["input"]["required"]
     if name in native:
         pytest.skip(f"this ComfyUI's trainer has {name}")
-    g = Graph()
-    source = g.add("WanMaskTestLoad", path=str(data["dir"] / "A.safetensors"))
-    trained = trainer(g, tiny_t2v_model(g), zero_cond(g), source, masked=True)
-    g.prompt[trained.id]["inputs"].update(option)
-    g.add("WanMaskTestSaveLoss", loss=trained[2], path="/dev/null")
-    code, body = server.submit(g.prompt)
+    code, body, text = _submit_with(server, data, option)
     assert code == 400, body
-    text = json.dumps(body["node_errors"][trained.id])
     assert f"{name}={value!r}" in text and "does not have" in text and "Fix" in text, text
 
 
