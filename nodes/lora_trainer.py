@@ -66,11 +66,16 @@ class MaskedTrainSampler(compat.sampler_base()):
         self.training_dtype = training_dtype
         self.grad_scaler = grad_scaler
         self.bypass_injections, self.mp = bypass_injections, mp
-        self.teacher_patched_modules = 0
+        self.model = None
 
     @property
     def curves(self) -> dict:
         return self.loop.curves
+
+    @property
+    def teacher_patched_modules(self) -> int:
+        """Adapter layers (and bypass hooks) the teacher pass switched off; 0 before any teacher pass."""
+        return self.model.teacher_patched_modules if self.model is not None else 0
 
     def draw_summary(self) -> str:
         """How often each item was drawn: every item at least once, or which never were."""
@@ -85,43 +90,19 @@ class MaskedTrainSampler(compat.sampler_base()):
             text += f"; never drawn: {', '.join(never[:10])}. Train more steps to use every item."
         return text
 
-    @contextlib.contextmanager
-    def _teacher(self, model: torch.nn.Module):
-        """The base model: trained adapters dropped from the weight functions, bypass hooks ejected."""
-        for injection in self.bypass_injections or ():
-            injection.eject(self.mp)
-        try:
-            with compat.trained_adapters_disabled(model) as count:
-                self.teacher_patched_modules = count + len(self.bypass_injections or ())
-                yield
-        finally:
-            for injection in self.bypass_injections or ():
-                injection.inject(self.mp)
-
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
-        model_wrap.conds = compat.detach_conds(model_wrap.conds)
-        cond = model_wrap.conds["positive"]
-        n = sigmas.size(0)
-        sampling = model_wrap.inner_model.model_sampling
-
-        def predict(xt, batch_sigmas, idx):
-            model_wrap.conds["positive"] = [cond[i] for i in idx]
-            with torch.autocast(xt.device.type, dtype=self.training_dtype):
-                return model_wrap(xt, batch_sigmas, **compat.batch_extra_args(extra_args, idx, n))
-
-        def teacher(xt, batch_sigmas, idx):
-            with self._teacher(model_wrap.inner_model):
-                return predict(xt, batch_sigmas, idx)
+        model = compat.TrainingModel(model_wrap, extra_args, sigmas.size(0), self.training_dtype,
+                                     self.bypass_injections, self.mp)
+        self.model = model
 
         def backward(loss):
             (self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss).backward()
 
         bar = compat.progress_bar(self.loop.total_steps)
-        callables = dict(predict=predict, teacher=teacher,
+        callables = dict(predict=model.predict, teacher=model.teacher,
                          noise=lambda step, x0: compat.random_noise(self.loop.seed + step * 1000, x0),
-                         percent_to_sigma=sampling.percent_to_sigma,
-                         noise_scaling=lambda s, eps, x0: sampling.noise_scaling(s, eps, x0, False),
+                         percent_to_sigma=model.percent_to_sigma, noise_scaling=model.noise_scaling,
                          backward=backward, optimizer_step=lambda: optimizer_step(self.optimizer, self.grad_scaler),
                          before_step=compat.throw_if_interrupted, after_step=lambda: bar.update(1))
         if self.data.buckets is None:
@@ -147,7 +128,7 @@ def _dtypes(opts: TrainOptions, mp) -> tuple[torch.dtype, torch.dtype, bool]:
     lora_dtype = compat.string_to_dtype(opts.lora_dtype)
     if opts.training_dtype != "none":
         return compat.string_to_dtype(opts.training_dtype), lora_dtype, False
-    if mp.model.get_dtype() == torch.float16:
+    if compat.model_dtype(mp) == torch.float16:
         if compat.fp16_accumulation_enabled():
             log.warning("WanMaskTrainLoRA: an fp16 model with --fast fp16_accumulation can be numerically unstable "
                         "in training (NaN). Fix: training_dtype bf16, or drop fp16_accumulation.")
@@ -162,22 +143,20 @@ def train_masked_lora(model, data: TrainingData, settings: MaskLossSettings, opt
     with torch.inference_mode(False), seeded_global_rng(opts.seed):
         mp = compat.clone_for_training(model)
         dtype, lora_dtype, use_scaler = _dtypes(opts, mp)
-        if opts.training_dtype != "none":
-            mp.set_model_compute_dtype(dtype)
+        diffusion_model = compat.prepare_base_for_training(mp, dtype if opts.training_dtype != "none" else None)
         if data.buckets is None:
             latents = data.latents.to(dtype)
         else:  # the guider needs a latent of the model's kind; one item stands in, as native's bucket mode
             for bucket in data.buckets:
                 bucket.latents = bucket.latents.to(dtype)
             latents = data.buckets[0].latents[:1]
-        mp.model.requires_grad_(False)
         existing, existing_steps = compat.load_existing_lora(opts.existing_lora)
         lora_sd, adapters, injections = compat.add_lora_adapters(mp, existing, opts.algorithm, lora_dtype,
                                                                  opts.rank, bypass=opts.bypass_mode)
         optimizer = compat.make_optimizer(opts.optimizer, lora_sd.values(), opts.learning_rate)
         patched = []
         if opts.gradient_checkpointing:
-            patched = compat.checkpointing_modules(mp.model.diffusion_model, opts.checkpoint_depth)
+            patched = compat.checkpointing_modules(diffusion_model, opts.checkpoint_depth)
             for m in patched:
                 compat.checkpoint_patch(m, offloading=opts.offloading)
         try:
@@ -189,15 +168,13 @@ def train_masked_lora(model, data: TrainingData, settings: MaskLossSettings, opt
                 grad_scaler=torch.amp.GradScaler() if use_scaler else None, bypass_injections=injections, mp=mp)
             guider = compat.make_train_guider(mp, opts.offloading)
             guider.set_conds(data.conds)
-            for injection in injections or ():
-                injection.inject(mp)
+            compat.set_bypass(injections, mp, True)
             try:
                 with compat.training_state(opts.quantized_backward):
                     guider.sample(compat.random_noise(opts.seed, latents), latents, sampler,
                                   torch.tensor(range(n)), seed=opts.seed)
             finally:
-                for injection in injections or ():
-                    injection.eject(mp)
+                compat.set_bypass(injections, mp, False)
         finally:
             for m in patched:
                 compat.checkpoint_unpatch(m)

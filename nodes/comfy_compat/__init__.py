@@ -51,6 +51,7 @@ from .training import (  # LoRA training building blocks (WanMaskTrainLoRA)
     checkpointing_modules, checkpoint_patch, checkpoint_unpatch, make_train_guider, sampler_base,
     random_noise, detach_conds, batch_extra_args, training_state, load_for_training, clone_for_training,
     trainer_features, fp16_accumulation_enabled,
+    model_dtype, prepare_base_for_training, set_bypass, TrainingModel,
 )
 from .datasets import (  # Training sets from folders (WanMaskTrainingSet)
     input_directory, output_directory, input_subfolders, dataset_cache_root, vae_spatial_stride,

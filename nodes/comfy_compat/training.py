@@ -273,3 +273,62 @@ def fp16_accumulation_enabled() -> bool:
     except ImportError:
         return False
     return getattr(PerformanceFeature, "Fp16Accumulation", None) in getattr(args, "fast", ())
+
+
+# ---- what the trainer's sampler and setup touch on ComfyUI's objects ----------------------------------
+
+def model_dtype(mp) -> torch.dtype:
+    """The dtype the ModelPatcher's model stores its weights in."""
+    return mp.model.get_dtype()
+
+
+def prepare_base_for_training(mp, compute_dtype: torch.dtype | None) -> torch.nn.Module:
+    """Freeze the base weights (only adapters train), set the compute dtype (None keeps the model's own),
+    and return the diffusion model (the modules gradient checkpointing wraps)."""
+    if compute_dtype is not None:
+        mp.set_model_compute_dtype(compute_dtype)
+    mp.model.requires_grad_(False)
+    return mp.model.diffusion_model
+
+
+def set_bypass(injections, mp, on: bool) -> None:
+    """Inject (on) or eject the bypass hooks of the trained adapters (bypass mode)."""
+    for injection in injections or ():
+        (injection.inject if on else injection.eject)(mp)
+
+
+class TrainingModel:
+    """The guider's wrapped model as the masked-loss loop sees it: a prediction for some items of the set,
+    the teacher's (trained adapters off), and the model's noise schedule."""
+
+    def __init__(self, model_wrap, extra_args: dict, set_size: int, compute_dtype: torch.dtype,
+                 bypass_injections=None, mp=None):
+        model_wrap.conds = detach_conds(model_wrap.conds)
+        self.model_wrap, self.extra_args, self.set_size = model_wrap, extra_args, set_size
+        self.cond = model_wrap.conds["positive"]
+        self.compute_dtype = compute_dtype
+        self.bypass_injections, self.mp = bypass_injections, mp
+        self.sampling = model_wrap.inner_model.model_sampling
+        self.teacher_patched_modules = 0
+
+    def predict(self, xt: torch.Tensor, sigmas: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        """The prediction for x_t [B,C,T,h,w] of the set's items ``idx`` (their conditionings)."""
+        self.model_wrap.conds["positive"] = [self.cond[i] for i in idx]
+        with torch.autocast(xt.device.type, dtype=self.compute_dtype):
+            return self.model_wrap(xt, sigmas, **batch_extra_args(self.extra_args, idx, self.set_size))
+
+    def teacher(self, xt: torch.Tensor, sigmas: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        """The base model's prediction: trained adapters dropped from the weight functions, bypass hooks out."""
+        set_bypass(self.bypass_injections, self.mp, False)
+        try:
+            with trained_adapters_disabled(self.model_wrap.inner_model) as count:
+                self.teacher_patched_modules = count + len(self.bypass_injections or ())
+                return self.predict(xt, sigmas, idx)
+        finally:
+            set_bypass(self.bypass_injections, self.mp, True)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        return self.sampling.percent_to_sigma(percent)
+
+    def noise_scaling(self, sigmas: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        return self.sampling.noise_scaling(sigmas, noise, x0, False)
