@@ -58,27 +58,3 @@ def masked_training_loss(prediction: torch.Tensor, target: torch.Tensor, raw_wei
                              "(LoRA disabled). Fix: run the teacher pass or set prior_preservation_weight to 0.")
         prior = loss_fn(prediction, teacher.detach().float())
     return masked_loss(unreduced, raw_weights.to(prediction.device), settings, prior)
-
-
-def concat_video_latents(samples: list[torch.Tensor], input_name: str = "latents") -> torch.Tensor:
-    """Training items from one or more video latents [N_i, C, T, h, w] -> [sum N_i, C, T, h, w].
-
-    Raises ValueError naming ``input_name`` for anything but 5-D latents, or clips of different shapes
-    (the loss weights are one grid per item).
-    """
-    for s in samples:
-        if s.dim() != 5:
-            raise ValueError(f"{input_name}: expected Wan video latents [N,C,T,h,w], got shape {list(s.shape)}. "
-                             "Fix: encode the clips with a Wan VAE (VAEEncode).")
-    if len({tuple(s.shape[1:]) for s in samples}) > 1:
-        raise ValueError(f"{input_name}: masked training needs clips of one size and length; got latents of "
-                         f"shapes {[list(s.shape) for s in samples]}. Fix: resize and trim the clips to one shape.")
-    return samples[0] if len(samples) == 1 else torch.cat(samples, 0)
-
-
-def concat_masks(masks: list[torch.Tensor] | None) -> torch.Tensor | None:
-    """Loss masks given as a list (one per list item, [H,W] or [F,H,W]) -> one [sum F, H, W] mask, item
-    after item (the per-item layout :func:`masking.training.weights.latent_loss_weights` reads)."""
-    if not masks:
-        return None
-    return torch.cat([m if m.dim() == 3 else m.unsqueeze(0) for m in masks], 0)

@@ -129,6 +129,14 @@ def _weights_from_mask(loss_mask, items: list[torch.Tensor], require_mask: bool)
                      "it), or give one single-frame mask for every item.")
 
 
+def concat_masks(masks: list[torch.Tensor]) -> torch.Tensor | None:
+    """Loss masks given as a list (one per list item, [H,W] or [F,H,W]) -> one [sum F, H, W] mask, item
+    after item (the per-item layout :func:`weights.latent_loss_weights` reads); None for an empty list."""
+    if not masks:
+        return None
+    return torch.cat([m if m.dim() == 3 else m.unsqueeze(0) for m in masks], 0)
+
+
 def assemble_training_data(latents: list[dict], positive: list, loss_mask=None, *, require_mask: bool = True,
                            bucket_mode: bool = False) -> TrainingData:
     """The trainer's list inputs as one training set.
@@ -141,7 +149,7 @@ def assemble_training_data(latents: list[dict], positive: list, loss_mask=None, 
         bucket_mode: group the items by latent shape; off, every item must have one shape.
     """
     if isinstance(loss_mask, list):
-        loss_mask = None if not loss_mask else torch.cat([m if m.dim() == 3 else m.unsqueeze(0) for m in loss_mask])
+        loss_mask = concat_masks(loss_mask)
     names, items, carried = split_items(latents)
     if not items:
         raise ValueError("latents: the list is empty. Fix: connect the latents to train on.")
