@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable
 
 from .backends import open_backend
-from .results import OutputPathError, RunResult, WorkflowError
+from .results import OutputGone, OutputPathError, RunResult, WorkflowError
 from .node_replacements import replace_then_convert
 from .workflow_format import apply_overrides, is_ui_format
+
+log = logging.getLogger("wanmask_runner")
+
+GONE_WHY = ("ComfyUI reused this node's cached result from an earlier prompt, and the file written then is gone "
+            "(ComfyUI empties its temp folder when it starts, also when another ComfyUI shares its base directory)")
 
 __all__ = ["OutputPathError", "RunResult", "WorkflowError", "load_workflow", "run_workflow", "to_api"]
 
@@ -55,8 +61,10 @@ def save_outputs(result: "RunResult", backend, out_dir, prompt: dict | None = No
 
     The server's subfolder is kept; a name that exists already (from an earlier run, another
     subfolder's twin, a temp and an output file of one name) gets ``_1``, ``_2``, ... : nothing is
-    overwritten. Names that would land outside ``out_dir`` are refused: returns one line for each,
-    naming the node (its id and, from ``prompt``, its title) and the file.
+    overwritten. Names that would land outside ``out_dir`` are refused, and files of type "output"
+    that ComfyUI lists but no longer has are missed: returns one line for each, naming the node (its
+    id and, from ``prompt``, its title) and the file. A missing temp file (a preview) is skipped with
+    a warning.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,13 +75,22 @@ def save_outputs(result: "RunResult", backend, out_dir, prompt: dict | None = No
             for ref in refs if isinstance(refs, list) else []:
                 if not (isinstance(ref, dict) and isinstance(ref.get("filename"), str)):
                     continue
+                title = ((prompt or {}).get(node_id) or {}).get("_meta", {}).get("title")
+                where = (f"node {node_id}{f' ({title!r})' if title else ''}: {key} file {ref.get('filename')!r} "
+                         f"(subfolder {ref.get('subfolder', '')!r}, type {ref.get('type', 'output')!r})")
                 dest = output_destination(out, ref)
                 if isinstance(dest, str):
-                    title = ((prompt or {}).get(node_id) or {}).get("_meta", {}).get("title")
-                    refused.append(f"  node {node_id}{f' ({title!r})' if title else ''}: {key} file {ref.get('filename')!r} "
-                                   f"(subfolder {ref.get('subfolder', '')!r}): {dest}")
+                    refused.append(f"  {where}: {dest}")
                     continue
-                data = backend.read_output(ref)
+                try:
+                    data = backend.read_output(ref)
+                except OutputGone as e:
+                    if ref.get("type") == "temp":
+                        log.warning("skipped a preview that is gone: %s: %s; %s", where, e, GONE_WHY)
+                    else:
+                        refused.append(f"  {where}: gone from ComfyUI ({e}); {GONE_WHY}. Change an input of the "
+                                       "node, or free ComfyUI's cache, and run again")
+                    continue
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 while True:
                     dest = _unused(dest)
@@ -125,7 +142,7 @@ def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = Non
     if result.ok and out_dir is not None:
         refused = save_outputs(result, backend, out_dir, prompt)
         if refused:
-            raise OutputPathError("the server named output files outside --out; they were not written:\n"
+            raise OutputPathError("the workflow ran, but these output files were not written:\n"
                                   + "\n".join(refused), result)
     if not result.ok:
         raise WorkflowError(f"workflow {result.status}:\n{result.describe()}", result)

@@ -1,7 +1,7 @@
 """Command line: ``python -m wanmask_runner WORKFLOW [options]`` (also the ``wanmask-run`` script).
 
 Exit codes: 0 success; 1 execution failed, was interrupted, timed out, ComfyUI's worker died or the server named
-an output file outside --out (refused; the others were written);
+an output file outside --out or one it no longer has (not written; the others were);
 2 the workflow was refused (validation, unknown nodes, bad --set); 3 bad usage / ComfyUI not reachable.
 """
 from __future__ import annotations

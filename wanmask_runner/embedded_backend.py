@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from .results import RunResult, result_from_history
+from .results import OutputGone, RunResult, result_from_history
 
 log = logging.getLogger("wanmask_runner")
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,11 @@ class EmbeddedBackend:
         import folder_paths
 
         base = folder_paths.get_directory_by_type(ref.get("type", "output"))
-        return (Path(base) / ref.get("subfolder", "") / ref["filename"]).read_bytes()
+        path = Path(base) / ref.get("subfolder", "") / ref["filename"]
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as e:
+            raise OutputGone(f"{path} does not exist") from e
 
     def interrupt(self) -> None:
         self.compat.interrupt_processing()

@@ -17,8 +17,14 @@ class WorkflowError(RuntimeError):
 
 
 class OutputPathError(WorkflowError):
-    """The workflow ran, but the server named output files that would land outside ``out_dir``
-    (absolute names, ``..``); those were refused, the others are in ``result.files``."""
+    """The workflow ran, but some output files it names were not written: names that would land
+    outside ``out_dir`` (absolute names, ``..``), refused, or files of type "output" that are gone
+    from ComfyUI's folder; the others are in ``result.files``."""
+
+
+class OutputGone(FileNotFoundError):
+    """A backend's ``read_output``: ComfyUI lists an output file that is no longer in its folder
+    (typically a cached node's result from an earlier prompt whose file was deleted since)."""
 
 
 

@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from .results import RunResult, result_from_history
+from .results import OutputGone, RunResult, result_from_history
 
 log = logging.getLogger("wanmask_runner")
 
@@ -56,7 +56,12 @@ class ServerBackend:
     def read_output(self, ref: dict) -> bytes:
         q = urllib.parse.urlencode({"filename": ref["filename"], "subfolder": ref.get("subfolder", ""),
                                     "type": ref.get("type", "output")})
-        return self._get(f"/view?{q}")
+        try:
+            return self._get(f"/view?{q}")
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                raise OutputGone(f"{self.url}/view?{q} answered 404") from e
+            raise
 
     def _listen(self, prompt_id: str, on_event, stop: threading.Event):
         """Forward websocket events of this prompt to on_event (needs websocket-client)."""

@@ -37,6 +37,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_cli(*args, timeout=900) -> subprocess.CompletedProcess:
+    """``python -m wanmask_runner ARGS`` from the repository, its output captured."""
+    return subprocess.run([sys.executable, "-m", "wanmask_runner", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def make_tiny_models(comfy: Path, models_dir: Path) -> None:
     """Generate the tiny checkpoints once per models folder (again whenever tiny_checkpoints.py changes)."""
     stamp = hashlib.sha256(TINY_MODELS.read_bytes()).hexdigest()
@@ -99,6 +105,14 @@ class ComfyServer:
                 self.proc.kill()
         if getattr(self, "_log", None):
             self._log.close()
+
+    def embedded_args(self, temp_dir: Path) -> list[str]:
+        """The runner's arguments for an embedded ComfyUI on this server's base directory, with its own
+        temp folder: ComfyUI empties its temp folder when it starts, and this server's cached previews
+        live in the shared one."""
+        return ["--comfyui", str(self.comfy), "--comfy-arg=--cpu", f"--comfy-arg=--base-directory={self.base}",
+                f"--comfy-arg=--temp-directory={temp_dir}", "--comfy-arg=--database-url=sqlite:///:memory:",
+                "--comfy-arg=--disable-api-nodes"]
 
     def log_tail(self, n: int = 60) -> str:
         try:

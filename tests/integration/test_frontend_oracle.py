@@ -204,6 +204,50 @@ def tally(frontend_version):
     warnings.warn(OracleSummary("\n".join(lines)))  # shown in pytest's warnings summary
 
 
+def test_runner_replaces_retired_nodes_like_the_frontend(oracle_browser, server, object_info, frontend_version, caplog):
+    """Node types this ComfyUI lacks, with replacements the server registers (/node_replacements):
+    the runner's prompt equals the frontend's after the user clicks "Replace All", including a
+    replaced node inside a subgraph, an explicit mapping (widget by old_widget_ids, set_value,
+    output 1 -> 0, a link the mapping drops) and core's mapping by name.
+
+    It runs first, on a fresh page: after the corpus's ~500 loads the errors panel did not open in time."""
+    import logging
+    import time
+
+    replacements = ServerBackend(server.url).node_replacements()
+    if not replacements:
+        pytest.skip("this ComfyUI registers no node replacements (/node_replacements is new in ComfyUI 0.33)")
+    assert "WanMaskTestRetiredScale" in replacements, "the test helpers' replacements are not registered"
+    workflow = replaced()
+    server.post("/settings/Comfy.Workflow.ShowMissingNodesWarning", True)
+    try:
+        loaded = oracle_browser.execute_async_script(LOAD_AND_INSPECT, workflow)
+        assert "error" not in loaded, loaded.get("error")
+        before = loaded["output"]
+        assert before["6"]["class_type"] != "ImageScaleBy"  # not replaced until the user says so
+        click_replace_all(oracle_browser)
+        time.sleep(1.0)
+        result = oracle_browser.execute_async_script(GRAPH_TO_PROMPT)
+    finally:
+        server.post("/settings/Comfy.Workflow.ShowMissingNodesWarning", False)
+        from selenium.webdriver.common.keys import Keys
+        oracle_browser.find_element("tag name", "body").send_keys(Keys.ESCAPE)
+    assert "error" not in result, result.get("error")
+    frontend = result["output"]
+    with caplog.at_level(logging.WARNING, logger="wanmask_runner"):
+        mine = replace_then_convert(workflow, object_info, frontend_version, replacements)
+    assert differences(mine, frontend, object_info) == set(), (mine, frontend)
+    assert {nid: mine[nid]["class_type"] for nid in ("2", "5", "6", "10:21")} == {
+        "2": "ControlNetLoader", "5": "SVD_img2vid_Conditioning", "6": "ImageScaleBy", "10:21": "EmptyLatentImage"}
+    assert mine["6"]["inputs"] == {"image": ["1", 0], "upscale_method": "bicubic", "scale_by": 1.5}
+    assert mine["7"]["inputs"]["images"] == ["6", 0]  # old output 1 is the new output 0
+    assert (mine["10:21"]["inputs"]["width"], mine["10:21"]["inputs"]["height"]) == (320, 192)
+    notes = [r.getMessage() for r in caplog.records if "replaced by" in r.getMessage()]
+    assert len(notes) == 4, notes
+    assert any(n.startswith("node 6 'Old scale'") and "'mask'" in n for n in notes), notes
+    assert any("'T2IAdapterLoader'" in n and "value 0" in n for n in notes), notes  # no old_widget_ids: lost
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_runner_converts_like_the_frontend(oracle_browser, object_info, frontend_version, tally, case):
     workflow = load_case(case)
@@ -264,43 +308,3 @@ def click_replace_all(driver, timeout: float = 20.0) -> None:
     raise AssertionError("the frontend offered no 'Replace All' for the replaceable nodes")
 
 
-def test_runner_replaces_retired_nodes_like_the_frontend(oracle_browser, server, object_info, frontend_version, caplog):
-    """Node types this ComfyUI lacks, with replacements the server registers (/node_replacements):
-    the runner's prompt equals the frontend's after the user clicks "Replace All", including a
-    replaced node inside a subgraph, an explicit mapping (widget by old_widget_ids, set_value,
-    output 1 -> 0, a link the mapping drops) and core's mapping by name."""
-    import logging
-    import time
-
-    replacements = ServerBackend(server.url).node_replacements()
-    if not replacements:
-        pytest.skip("this ComfyUI registers no node replacements (/node_replacements is new in ComfyUI 0.33)")
-    assert "WanMaskTestRetiredScale" in replacements, "the test helpers' replacements are not registered"
-    workflow = replaced()
-    server.post("/settings/Comfy.Workflow.ShowMissingNodesWarning", True)
-    try:
-        loaded = oracle_browser.execute_async_script(LOAD_AND_INSPECT, workflow)
-        assert "error" not in loaded, loaded.get("error")
-        before = loaded["output"]
-        assert before["6"]["class_type"] != "ImageScaleBy"  # not replaced until the user says so
-        click_replace_all(oracle_browser)
-        time.sleep(1.0)
-        result = oracle_browser.execute_async_script(GRAPH_TO_PROMPT)
-    finally:
-        server.post("/settings/Comfy.Workflow.ShowMissingNodesWarning", False)
-        from selenium.webdriver.common.keys import Keys
-        oracle_browser.find_element("tag name", "body").send_keys(Keys.ESCAPE)
-    assert "error" not in result, result.get("error")
-    frontend = result["output"]
-    with caplog.at_level(logging.WARNING, logger="wanmask_runner"):
-        mine = replace_then_convert(workflow, object_info, frontend_version, replacements)
-    assert differences(mine, frontend, object_info) == set(), (mine, frontend)
-    assert {nid: mine[nid]["class_type"] for nid in ("2", "5", "6", "10:21")} == {
-        "2": "ControlNetLoader", "5": "SVD_img2vid_Conditioning", "6": "ImageScaleBy", "10:21": "EmptyLatentImage"}
-    assert mine["6"]["inputs"] == {"image": ["1", 0], "upscale_method": "bicubic", "scale_by": 1.5}
-    assert mine["7"]["inputs"]["images"] == ["6", 0]  # old output 1 is the new output 0
-    assert (mine["10:21"]["inputs"]["width"], mine["10:21"]["inputs"]["height"]) == (320, 192)
-    notes = [r.getMessage() for r in caplog.records if "replaced by" in r.getMessage()]
-    assert len(notes) == 4, notes
-    assert any(n.startswith("node 6 'Old scale'") and "'mask'" in n for n in notes), notes
-    assert any("'T2IAdapterLoader'" in n and "value 0" in n for n in notes), notes  # no old_widget_ids: lost

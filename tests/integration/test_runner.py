@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from comfyui_wanmasking.tests.integration.comfy_server import run_cli
 from comfyui_wanmasking.tests.integration.examples import (
     API_EXAMPLES, EXAMPLES, REPO, applies, for_this_comfyui, provide_media, tiny_example, write_tiny_example,
 )
@@ -16,11 +17,6 @@ from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
 from comfyui_wanmasking.wanmask_runner.workflow_format import check_against_object_info, ui_to_api
 
 ZERO_COND = ("WanMaskTestZeroConditioning", {"tokens": 8})
-
-
-def run_cli(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "wanmask_runner", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +35,6 @@ def tiny_t2v_file(tmp_path) -> Path:
     path = tmp_path / "t2v_tiny.json"
     path.write_text(json.dumps(tiny_example("t2v_fast_motion_inpaint")))
     return path
-
-
-def embedded_args(server):
-    return ["--comfyui", server.comfy, "--comfy-arg=--cpu", f"--comfy-arg=--base-directory={server.base}",
-            "--comfy-arg=--database-url=sqlite:///:memory:", "--comfy-arg=--disable-api-nodes"]
 
 
 def skip_unless_for_this_comfyui(api_file, object_info):
@@ -99,7 +90,7 @@ def test_example_runs_end_to_end_through_the_runner(api_file, mode, server, tmp_
     skip_unless_for_this_comfyui(api_file, object_info)
     workflow = write_tiny_example(api_file.stem, server, tmp_path)
     out = tmp_path / "out"
-    where = ["--server", server.url] if mode == "server" else embedded_args(server)
+    where = ["--server", server.url] if mode == "server" else server.embedded_args(tmp_path / "temp")
     # --set by class name needs exactly one node of that class (two chunks have two KSamplers)
     seed = ["--set", "KSampler.seed=3"] if workflow.read_text().count('"KSampler"') == 1 else []
     r = run_cli(workflow, *where, "--out", out, *seed)
@@ -161,10 +152,10 @@ except WorkerDied as e:
 """
 
 
-def test_embedded_runner_reports_a_dead_worker_instead_of_hanging(server):
+def test_embedded_runner_reports_a_dead_worker_instead_of_hanging(server, tmp_path):
     """ComfyUI's prompt worker thread can die (0.33's worker raised IndexError on the 5-tuple the runner
     used to queue, and the runner then waited forever). The backend now notices, within seconds."""
-    args = [str(a).replace("--comfy-arg=", "") for a in embedded_args(server)[2:]]
+    args = [str(a).replace("--comfy-arg=", "") for a in server.embedded_args(tmp_path / "temp")[2:]]
     r = subprocess.run([sys.executable, "-c", DEAD_WORKER_SCRIPT, str(server.comfy), *args], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("WORKER_DIED")), None)
@@ -174,7 +165,8 @@ def test_embedded_runner_reports_a_dead_worker_instead_of_hanging(server):
 
 def test_embedded_runner_bounds_its_wait(server, demo_inputs, tmp_path):
     """A run that outlasts --timeout ends with exit 1 and says so (the sampler takes longer than 1 s here)."""
-    r = run_cli(tiny_t2v_file(tmp_path), *embedded_args(server), "--out", tmp_path / "o", "--timeout", "1",
+    r = run_cli(tiny_t2v_file(tmp_path), *server.embedded_args(tmp_path / "temp"), "--out", tmp_path / "o",
+                "--timeout", "1",
                 "--set", "KSampler.steps=50", timeout=600)
     assert r.returncode == 1, (r.stdout + r.stderr)[-3000:]
     assert "did not finish in 1s" in r.stderr

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from comfyui_wanmasking.tests.integration.built_workflows import built
-from comfyui_wanmasking.tests.integration.test_runner import embedded_args, run_cli
+from comfyui_wanmasking.tests.integration.comfy_server import run_cli
 
 
 def latents(out):
@@ -24,7 +24,7 @@ def test_a_subgraph_workflow_runs_through_the_runner(server, tmp_path, mode):
     workflow = tmp_path / "subgraph.json"
     workflow.write_text(json.dumps(built("subgraph")))
     out = tmp_path / "out"
-    where = ["--server", server.url] if mode == "server" else embedded_args(server)
+    where = ["--server", server.url] if mode == "server" else server.embedded_args(tmp_path / "temp")
     # node 21 inside the instance 10: the promoted width (640 on the instance) and, by id path, its height
     r = run_cli(workflow, *where, "--out", out, "--set", "10:21.height=128", "--quiet", timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
@@ -58,7 +58,7 @@ def test_a_retired_node_is_replaced_as_the_server_registers_and_runs(server, tmp
     workflow = tmp_path / "retired.json"
     workflow.write_text(json.dumps(retired_latent()))
     out = tmp_path / "out"
-    where = ["--server", server.url] if mode == "server" else embedded_args(server)
+    where = ["--server", server.url] if mode == "server" else server.embedded_args(tmp_path / "temp")
     r = run_cli(workflow, *where, "--out", out, "--quiet", timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "node 1 'Old latent': type 'WanMaskTestRetiredLatent' is not on this ComfyUI; replaced by " \

@@ -21,8 +21,8 @@ PROMPT = {"9": {"class_type": "Save", "inputs": {"prefix": "p"}, "_meta": {"titl
 class Stub:
     """A ComfyUI that answers /object_info, /prompt, /history/<id> and /view (its content names the file)."""
 
-    def __init__(self, outputs: dict):
-        self.outputs, self.prompts, self.views = outputs, [], []
+    def __init__(self, outputs: dict, gone=()):
+        self.outputs, self.prompts, self.views, self.gone = outputs, [], [], set(gone)
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,6 +48,8 @@ class Stub:
                 if url.path == "/view":
                     q = urllib.parse.parse_qs(url.query, keep_blank_values=True)
                     stub.views.append(q)
+                    if q["filename"][0] in stub.gone:
+                        return self._send(b"Not Found", 404, "text/plain")
                     ref = "|".join(q[k][0] for k in ("type", "subfolder", "filename"))
                     return self._send(ref.encode(), kind="application/octet-stream")
                 self._send(b"{}", 404)
@@ -130,7 +132,7 @@ def test_a_hostile_history_entry_writes_nothing_outside_out_and_names_node_and_f
     msg = str(err.value)
     assert "node 9 ('My Saver'): images file '../escape.png'" in msg
     assert f"node 9 ('My Saver'): images file {str(victim)!r}" in msg
-    assert "node 12:5: videos file 'v.mp4' (subfolder '../../../')" in msg
+    assert "node 12:5: videos file 'v.mp4' (subfolder '../../../', type 'output')" in msg
     assert files_under(tmp_path) == ["deep/out/sub/good.png"]  # the safe one is not lost
     assert err.value.result.files == [out / "sub" / "good.png"]
     assert not victim.exists()
@@ -143,7 +145,7 @@ def test_a_subfolder_that_is_a_link_out_of_out_is_refused(tmp_path):
     out.mkdir()
     (out / "link").symlink_to(outside, target_is_directory=True)
     with Stub({"3": {"images": [ref("x.png", "link")]}}) as stub:
-        with pytest.raises(OutputPathError, match=r"node 3: images file 'x.png' \(subfolder 'link'\).*outside"):
+        with pytest.raises(OutputPathError, match=r"node 3: images file 'x.png' \(subfolder 'link', type 'output'\).*outside"):
             run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
     assert list(outside.iterdir()) == []
 
@@ -159,3 +161,24 @@ def test_cli_reports_written_and_refused_files_and_exits_1(tmp_path, capsys):
     assert f"wrote {out / 'fine.png'}" in captured.out
     assert "images file '/etc/passwd'" in captured.err and "not written" in captured.err
     assert files_under(out) == ["fine.png"]
+
+
+def test_a_listed_file_that_is_gone_is_named_and_the_others_are_written(tmp_path, caplog):
+    """A cached node's result names a file written by an earlier prompt; when that file is gone, a
+    preview (temp) is skipped with a warning, an output is reported by node and file (exit 1 in the CLI)."""
+    outputs = {"4": {"images": [ref("prev.png", "", "temp"), ref("kept.png", "", "temp")]},
+               "9": {"images": [ref("final.png"), ref("also.png")]}}
+    out = tmp_path / "out"
+    with Stub(outputs, gone={"prev.png"}) as stub:
+        caplog.set_level("WARNING", logger="wanmask_runner")
+        result = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
+        assert files_under(out) == ["also.png", "final.png", "kept.png"]
+        assert "skipped a preview that is gone: node 4: images file 'prev.png'" in caplog.text
+        assert "cached result" in caplog.text and len(result.files) == 3
+        stub.gone = {"final.png"}
+        with pytest.raises(OutputPathError) as err:
+            run_workflow(PROMPT, server=stub.url, out_dir=tmp_path / "again", timeout=20)
+    msg = str(err.value)
+    assert "node 9 ('My Saver'): images file 'final.png' (subfolder '', type 'output'): gone from ComfyUI" in msg
+    assert "answered 404" in msg and "run again" in msg
+    assert files_under(tmp_path / "again") == ["also.png", "kept.png", "prev.png"]
