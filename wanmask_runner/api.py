@@ -56,8 +56,14 @@ def output_destination(out: Path, ref: dict) -> Path | str:
     return dest
 
 
-def save_outputs(result: "RunResult", backend, out_dir, prompt: dict | None = None) -> list[str]:
+PREVIEWS = "previews"  # the folder under out_dir for preview (temp) files, with ``previews=True``
+
+
+def save_outputs(result: "RunResult", backend, out_dir, prompt: dict | None = None, previews: bool = False) -> list[str]:
     """Write every output file of ``result`` under ``out_dir`` (appended to ``result.files``).
+
+    Preview files (ComfyUI's type "temp": PreviewImage, the pack's mask previews) are only counted
+    (``result.previews_skipped``) unless ``previews``, which writes them under ``out_dir/previews/``.
 
     The server's subfolder is kept; a name that exists already (from an earlier run, another
     subfolder's twin, a temp and an output file of one name) gets ``_1``, ``_2``, ... : nothing is
@@ -78,7 +84,10 @@ def save_outputs(result: "RunResult", backend, out_dir, prompt: dict | None = No
                 title = ((prompt or {}).get(node_id) or {}).get("_meta", {}).get("title")
                 where = (f"node {node_id}{f' ({title!r})' if title else ''}: {key} file {ref.get('filename')!r} "
                          f"(subfolder {ref.get('subfolder', '')!r}, type {ref.get('type', 'output')!r})")
-                dest = output_destination(out, ref)
+                if ref.get("type") == "temp" and not previews:
+                    result.previews_skipped += 1
+                    continue
+                dest = output_destination(out / PREVIEWS if ref.get("type") == "temp" else out, ref)
                 if isinstance(dest, str):
                     refused.append(f"  {where}: {dest}")
                     continue
@@ -104,6 +113,12 @@ def save_outputs(result: "RunResult", backend, out_dir, prompt: dict | None = No
     return refused
 
 
+def node_titles(prompt: dict) -> dict:
+    """node id -> its title in the workflow, else its class type (an API-format prompt)."""
+    return {nid: (n.get("_meta") or {}).get("title") or n.get("class_type", "") for nid, n in prompt.items()
+            if isinstance(n, dict)}
+
+
 def load_workflow(path: str | os.PathLike) -> dict:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -125,8 +140,9 @@ def to_api(workflow: dict, object_info_fn: Callable[[], dict],
 def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = None, comfyui: str | None = None,
                  overrides: list[str] = (), out_dir: str | os.PathLike | None = None,
                  on_event: Callable[[str, dict], None] | None = None, backend=None,
-                 comfy_args: list[str] = (), timeout: float = 3600.0) -> RunResult:
-    """Run a workflow (UI or API format, a path or a dict) and write its outputs to ``out_dir``.
+                 comfy_args: list[str] = (), timeout: float = 3600.0, previews: bool = False) -> RunResult:
+    """Run a workflow (UI or API format, a path or a dict) and write its outputs to ``out_dir``
+    (preview files too, under ``out_dir/previews/``, with ``previews``).
 
     Exactly one of ``server`` (URL of a running ComfyUI), ``comfyui`` (path: embedded, in-process) or
     ``backend`` (an already-open backend) is used. Raises WorkflowError when validation or
@@ -138,9 +154,12 @@ def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = Non
     wf = load_workflow(workflow) if not isinstance(workflow, dict) else json.loads(json.dumps(workflow))
     prompt = apply_overrides(to_api(wf, backend.object_info, getattr(backend, "frontend_version", None),
                                     getattr(backend, "node_replacements", None)), list(overrides))
-    result = backend.run(prompt, prompt_id=str(uuid.uuid4()), on_event=on_event, timeout=timeout)
+    prompt_id = str(uuid.uuid4())
+    if on_event is not None:  # what the user calls each node, for the progress bar
+        on_event("wanmask_prompt", {"prompt_id": prompt_id, "titles": node_titles(prompt)})
+    result = backend.run(prompt, prompt_id=prompt_id, on_event=on_event, timeout=timeout)
     if result.ok and out_dir is not None:
-        refused = save_outputs(result, backend, out_dir, prompt)
+        refused = save_outputs(result, backend, out_dir, prompt, previews)
         if refused:
             raise OutputPathError("the workflow ran, but these output files were not written:\n"
                                   + "\n".join(refused), result)

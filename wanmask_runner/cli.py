@@ -11,12 +11,13 @@ import logging
 import sys
 
 from .api import OutputPathError, WorkflowError, run_workflow
-from .progress import ProgressPrinter
+from .backends import open_backend
+from .progress import ProgressPrinter, logs_above_bar
 from .workflow_format import WorkflowFormatError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wanmask-run", description=__doc__,
+    p = argparse.ArgumentParser(prog=program_name(), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workflow", help="workflow JSON: UI format (as the frontend saves it) or API format")
     where = p.add_mutually_exclusive_group(required=True)
@@ -31,16 +32,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="give up (exit 1) when the workflow has not finished after this long (default 3600)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--previews", action="store_true",
+                   help="also write the preview images (ComfyUI's temp files: PreviewImage, mask previews) "
+                        "under OUT/previews/; by default only the workflow's saved outputs are written")
     return p
+
+
+def program_name() -> str:
+    """How the runner was started: ``python -m wanmask_runner`` or the ``wanmask-run`` script."""
+    return "python -m wanmask_runner" if sys.argv[0].endswith("__main__.py") else "wanmask-run"
+
+
+def use_runner_logger() -> None:
+    """The runner's own messages on stderr, once: its logger gets its own handler and does not
+    propagate (embedded ComfyUI puts its handler on the root logger; both would print each line)."""
+    log = logging.getLogger("wanmask_runner")
+    if not any(getattr(h, "wanmask_runner", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.wanmask_runner = True
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def summary(result, out: str) -> str:
+    """The last lines: each file written, then where the previews went (or that they were left out)."""
+    lines = [f"wrote {f}" for f in result.files]
+    videos = [f for f in result.files if str(f).lower().endswith((".mp4", ".webm", ".mov", ".mkv", ".gif"))]
+    if videos:
+        lines.append(f"video: {videos[0]}" + (f" (and {len(videos) - 1} more)" if len(videos) > 1 else ""))
+    if result.previews_skipped:
+        lines.append(f"{result.previews_skipped} preview image(s) not written (--previews writes them to "
+                     f"{out}/previews/)")
+    lines.append(f"done: prompt {result.prompt_id}, {len(result.files)} file(s) in {out}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    use_runner_logger()
     try:
-        result = run_workflow(args.workflow, server=args.server, comfyui=args.comfyui, overrides=args.overrides,
-                              out_dir=args.out, on_event=None if args.quiet else ProgressPrinter(),
-                              comfy_args=args.comfy_args, timeout=args.timeout)
+        # ComfyUI starts (embedded) before the bar, so its log handler is routed above the bar too
+        backend = open_backend(server=args.server, comfyui=args.comfyui, comfy_args=args.comfy_args,
+                               timeout=args.timeout)
+        with logs_above_bar():
+            result = run_workflow(args.workflow, backend=backend, overrides=args.overrides, out_dir=args.out,
+                                  on_event=None if args.quiet else ProgressPrinter(), timeout=args.timeout,
+                                  previews=args.previews)
     except OutputPathError as e:  # the run succeeded; the files with safe names were written
         for f in e.result.files:
             print(f"wrote {f}")
@@ -61,9 +100,7 @@ def main(argv=None) -> int:
     except RuntimeError as e:  # e.g. ComfyUI's worker thread died (embedded mode)
         print(f"error: {e}", file=sys.stderr)
         return 1
-    for f in result.files:
-        print(f"wrote {f}")
-    print(f"done: prompt {result.prompt_id}, {len(result.files)} file(s) in {args.out}")
+    print(summary(result, args.out))
     return 0
 
 

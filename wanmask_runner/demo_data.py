@@ -1,5 +1,8 @@
-"""A synthetic fast-motion clip and its mask, for the demo and the README picture (pure torch)."""
+"""A synthetic fast-motion clip and its mask, for the demo and the README picture (pure torch), and
+writing a clip to mp4."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -25,3 +28,16 @@ def fast_motion_clip(frames: int = 81, height: int = 480, width: int = 832, spee
         mask[f, y0:y0 + side, x0:x0 + side] = 1
     images[mask > 0] = torch.tensor([0.95, 0.95, 0.95])
     return images, mask
+
+
+def write_clip(path: Path, frames: torch.Tensor, fps: int = 16) -> None:
+    """Encode [F, H, W, 3] in [0, 1] to an H.264 mp4 with PyAV (ComfyUI's video library)."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "12"}
+        for frame in (frames * 255).round().to(torch.uint8).numpy():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())

@@ -37,6 +37,7 @@ class RunResult:
     node_errors: dict = field(default_factory=dict)  # as POST /prompt returns them
     error: dict | None = None  # {"type", "message", ...} or the execution_error event data
     files: list[Path] = field(default_factory=list)  # outputs written to out_dir
+    previews_skipped: int = 0  # preview (temp) files not written (run_workflow's previews=False)
 
     def describe(self) -> str:
         """ComfyUI's errors, readably: one line per failing input, then the execution error."""

@@ -15,14 +15,32 @@ from .results import OutputGone, RunResult, result_from_history
 log = logging.getLogger("wanmask_runner")
 
 
+class ServerUnreachable(ConnectionError):
+    """Nothing answers at the server's URL (refused, unknown host, timed out)."""
+
+
+HOW_TO_START = ("start ComfyUI with `python main.py --listen 127.0.0.1 --port 8188` in its folder, or pass the "
+                "address it prints (\"To see the GUI go to: ...\") with --server URL; or run embedded with --comfyui PATH")
+
+
 class ServerBackend:
     def __init__(self, url: str, timeout: float = 3600.0):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.client_id = uuid.uuid4().hex
 
+    def _open(self, req: urllib.request.Request | str):
+        """urlopen, with a refused or unknown address named: ServerUnreachable."""
+        try:
+            return urllib.request.urlopen(req, timeout=60)
+        except urllib.error.HTTPError:
+            raise
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+            reason = getattr(e, "reason", e)
+            raise ServerUnreachable(f"no ComfyUI answers at {self.url} ({reason}): {HOW_TO_START}") from e
+
     def _get(self, path: str):
-        with urllib.request.urlopen(self.url + path, timeout=60) as r:
+        with self._open(self.url + path) as r:
             return r.read()
 
     def object_info(self) -> dict:
@@ -50,7 +68,7 @@ class ServerBackend:
     def interrupt(self) -> None:
         """Stop what the server is running now (POST /interrupt)."""
         req = urllib.request.Request(self.url + "/interrupt", data=b"{}", headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60):
+        with self._open(req):
             pass
 
     def read_output(self, ref: dict) -> bytes:
@@ -103,7 +121,7 @@ class ServerBackend:
             body = json.dumps({"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}).encode()
             req = urllib.request.Request(self.url + "/prompt", data=body, headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=60) as r:
+                with self._open(req) as r:
                     queued = json.loads(r.read())
             except urllib.error.HTTPError as e:
                 err = json.loads(e.read() or b"{}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from comfyui_wanmasking.wanmask_runner.demo import write_clip
+from comfyui_wanmasking.wanmask_runner.demo_data import write_clip
 from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
 from comfyui_wanmasking.wanmask_runner.fixtures.tiny_dataset import write_tiny_dataset
 from comfyui_wanmasking.wanmask_runner.fixtures.tiny_graph import tiny_graph

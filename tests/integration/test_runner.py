@@ -12,7 +12,7 @@ from comfyui_wanmasking.tests.integration.comfy_server import run_cli
 from comfyui_wanmasking.tests.integration.examples import (
     API_EXAMPLES, EXAMPLES, REPO, applies, for_this_comfyui, provide_media, tiny_example, write_tiny_example,
 )
-from comfyui_wanmasking.wanmask_runner.demo import write_clip
+from comfyui_wanmasking.wanmask_runner.demo_data import write_clip
 from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
 from comfyui_wanmasking.wanmask_runner.workflow_format import check_against_object_info, ui_to_api
 
@@ -93,10 +93,13 @@ def test_example_runs_end_to_end_through_the_runner(api_file, mode, server, tmp_
     where = ["--server", server.url] if mode == "server" else server.embedded_args(tmp_path / "temp")
     # --set by class name needs exactly one node of that class (two chunks have two KSamplers)
     seed = ["--set", "KSampler.seed=3"] if workflow.read_text().count('"KSampler"') == 1 else []
-    r = run_cli(workflow, *where, "--out", out, *seed)
+    previews = ["--previews"] if api_file.stem == "t2v_fast_motion_inpaint" else []
+    r = run_cli(workflow, *where, "--out", out, *seed, *previews)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "done: prompt" in r.stdout
     files = sorted(p.name for p in out.rglob("*") if p.is_file()) if out.exists() else []
+    temp = [p.relative_to(out).parts[0] for p in out.rglob("*_temp_*")] if out.exists() else []
+    assert temp == ["previews"] * len(temp) and (temp or not previews)  # previews only when asked, apart
     if api_file.stem == "t2v_fast_motion_inpaint":
         assert any(f.endswith(".mp4") for f in files) and sum("_temp_" in f and f.endswith(".png") for f in files) == 17
         if mode == "server":

@@ -5,10 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from comfyui_wanmasking.wanmask_runner.demo import effective_masks
+from comfyui_wanmasking.wanmask_runner.demo_picture import effective_masks, label_boxes, render_comparison
 from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,8 +23,38 @@ def test_demo_without_comfyui_renders_the_comparison(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "no ComfyUI found" in r.stdout and "COMFYUI_PATH" in r.stdout
     png = tmp_path / "effective_mask_native_vs_causal.png"
-    assert Image.open(png).size[0] > 100
+    assert_like_the_stored_rendering(png)
     assert "this pack (causal max): keeps 0.0%" in r.stdout
+
+
+STORED = REPO / "docs" / "effective_mask_native_vs_causal.png"  # the README's picture
+
+
+def ink(img: Image.Image, box) -> int:
+    """Dark pixels (text, outlines) in ``box``: the picture's tiles hold none this dark."""
+    return int((np.asarray(img.crop(box).convert("L")) < 90).sum())
+
+
+def assert_like_the_stored_rendering(png: Path) -> None:
+    """The words are drawn: each word area (title, frame numbers, row labels, legend) holds text in
+    the new picture as in the stored one, where they sit, and the whole is the stored picture within
+    a tolerance (Pillow versions may place a glyph a pixel apart)."""
+    got, want = Image.open(png).convert("RGB"), Image.open(STORED).convert("RGB")
+    assert got.size == want.size
+    boxes = label_boxes(rows=2, tile_h=96, width=got.size[0])
+    for name, box in boxes.items():
+        assert ink(want, box) > 200, f"the stored picture has no words in its {name}"
+        assert ink(got, box) > 0.7 * ink(want, box), f"no words drawn in the {name}"
+    diff = np.abs(np.asarray(got, dtype=np.int16) - np.asarray(want, dtype=np.int16))
+    assert diff.mean() < 3.0, diff.mean()
+
+
+def test_the_readme_picture_is_labelled_and_up_to_date(tmp_path):
+    render_comparison(tmp_path / "p.png")
+    assert_like_the_stored_rendering(tmp_path / "p.png")
+    row_labels = [label_boxes(2, 96, 1300)[f"row {r}"] for r in range(2)]
+    tiles = Image.open(tmp_path / "p.png").crop((0, row_labels[0][3], 1300, row_labels[1][1]))
+    assert ink(tiles, (0, 0, 1300, tiles.size[1])) == 0  # the ink test counts words, not the tiles
 
 
 def test_native_keeps_part_of_the_fast_object_and_causal_keeps_none():

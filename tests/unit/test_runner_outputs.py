@@ -91,22 +91,31 @@ def test_subfolders_are_kept_and_colliding_names_are_suffixed(tmp_path):
                "3": {"latents": [ref("l.latent", "latents")]}}
     out = tmp_path / "out"
     with Stub(outputs) as stub:
-        result = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
-        assert files_under(out) == ["a/ok.png", "a/ok_1.png", "b/ok.png", "latents/l.latent", "top.png",
+        result = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20, previews=True)
+        assert files_under(out) == ["a/ok.png", "b/ok.png", "latents/l.latent", "previews/a/ok.png", "top.png",
                                     "x/y/z/deep.png"]  # any kind of output file (SaveLatent's "latents")
         assert (out / "a" / "ok.png").read_bytes() == b"output|a|ok.png"
-        assert (out / "a" / "ok_1.png").read_bytes() == b"temp|a|ok.png"
+        assert (out / "previews" / "a" / "ok.png").read_bytes() == b"temp|a|ok.png"
         assert (out / "b" / "ok.png").read_bytes() == b"output|b|ok.png"
         assert sorted(result.files) == sorted(p for p in out.rglob("*") if p.is_file())
         # the server is asked for the file by its own name, subfolder and type
         assert {"filename": ["deep.png"], "subfolder": ["x/./y//z"], "type": ["output"]} in stub.views
         # a second run into the same folder overwrites nothing
         (out / "top.png").write_bytes(b"mine")
-        again = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
+        again = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20, previews=True)
     assert (out / "top.png").read_bytes() == b"mine"
     assert (out / "top_1.png").read_bytes() == b"output||top.png"
-    assert (out / "a" / "ok_2.png").exists() and (out / "a" / "ok_3.png").exists()
+    assert (out / "a" / "ok_1.png").exists() and (out / "previews" / "a" / "ok_1.png").exists()
     assert len(again.files) == 6 and len(files_under(out)) == 12
+
+
+def test_previews_are_counted_not_written_unless_asked(tmp_path):
+    outputs = {"4": {"images": [ref(f"ComfyUI_temp_{i:05}_.png", "", "temp") for i in range(3)]},
+               "9": {"videos": [ref("final.mp4")]}}
+    with Stub(outputs) as stub:
+        result = run_workflow(PROMPT, server=stub.url, out_dir=tmp_path / "out", timeout=20)
+    assert files_under(tmp_path / "out") == ["final.mp4"]
+    assert result.previews_skipped == 3 and not any(q["type"] == ["temp"] for q in stub.views)
 
 
 HOSTILE = [
@@ -171,14 +180,14 @@ def test_a_listed_file_that_is_gone_is_named_and_the_others_are_written(tmp_path
     out = tmp_path / "out"
     with Stub(outputs, gone={"prev.png"}) as stub:
         caplog.set_level("WARNING", logger="wanmask_runner")
-        result = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20)
-        assert files_under(out) == ["also.png", "final.png", "kept.png"]
+        result = run_workflow(PROMPT, server=stub.url, out_dir=out, timeout=20, previews=True)
+        assert files_under(out) == ["also.png", "final.png", "previews/kept.png"]
         assert "skipped a preview that is gone: node 4: images file 'prev.png'" in caplog.text
         assert "cached result" in caplog.text and len(result.files) == 3
         stub.gone = {"final.png"}
         with pytest.raises(OutputPathError) as err:
-            run_workflow(PROMPT, server=stub.url, out_dir=tmp_path / "again", timeout=20)
+            run_workflow(PROMPT, server=stub.url, out_dir=tmp_path / "again", timeout=20, previews=True)
     msg = str(err.value)
     assert "node 9 ('My Saver'): images file 'final.png' (subfolder '', type 'output'): gone from ComfyUI" in msg
     assert "answered 404" in msg and "run again" in msg
-    assert files_under(tmp_path / "again") == ["also.png", "kept.png", "prev.png"]
+    assert files_under(tmp_path / "again") == ["also.png", "previews/kept.png", "previews/prev.png"]
