@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable
 
 from .backends import open_backend
+from .model_links import hints_for
 from .results import OutputGone, OutputPathError, RunResult, WorkflowError
 from .node_replacements import replace_then_convert
 from .workflow_format import apply_overrides, is_ui_format
@@ -164,5 +165,6 @@ def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = Non
             raise OutputPathError("the workflow ran, but these output files were not written:\n"
                                   + "\n".join(refused), result)
     if not result.ok:
-        raise WorkflowError(f"workflow {result.status}:\n{result.describe()}", result)
+        hints = hints_for(result.node_errors, result.error, wf)
+        raise WorkflowError("\n".join([f"workflow {result.status}:", result.describe(), *hints]), result)
     return result

@@ -16,37 +16,10 @@ import json
 
 from .backends import open_backend
 from .locate import REPO
+from .model_links import add_model_links
 from .workflow_format import api_to_ui
 
 EXAMPLES = REPO / "example_workflows"
-
-_WAN21 = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
-_WAN22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files"
-MODEL_DOWNLOADS = {  # file name -> (download URL, models/ folder), as ComfyUI's official templates give them
-    "wan2.1_t2v_1.3B_fp16.safetensors": (f"{_WAN21}/diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors",
-                                         "diffusion_models"),
-    "wan2.1_i2v_480p_14B_fp16.safetensors": (f"{_WAN21}/diffusion_models/wan2.1_i2v_480p_14B_fp16.safetensors",
-                                             "diffusion_models"),
-    "wan2.1_vace_1.3B_fp16.safetensors": (f"{_WAN21}/diffusion_models/wan2.1_vace_1.3B_fp16.safetensors",
-                                          "diffusion_models"),
-    "wan2.2_animate_14B_bf16.safetensors": (f"{_WAN22}/diffusion_models/wan2.2_animate_14B_bf16.safetensors",
-                                            "diffusion_models"),
-    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (f"{_WAN21}/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
-                                               "text_encoders"),
-    "clip_vision_h.safetensors": (f"{_WAN21}/clip_vision/clip_vision_h.safetensors", "clip_vision"),
-    "wan_2.1_vae.safetensors": (f"{_WAN22}/vae/wan_2.1_vae.safetensors", "vae"),
-}
-
-
-def add_model_links(ui: dict) -> dict:
-    """``properties.models`` on every node whose widgets name a known model file."""
-    for node in ui["nodes"]:
-        models = [{"name": v, "url": MODEL_DOWNLOADS[v][0], "directory": MODEL_DOWNLOADS[v][1]}
-                  for v in node.get("widgets_values") or [] if isinstance(v, str) and v in MODEL_DOWNLOADS]
-        if models:
-            node.setdefault("properties", {})["models"] = models
-    return ui
-
 
 def example_applies(prompt: dict, object_info: dict) -> bool:
     """True when the ComfyUI behind ``object_info`` has every node type of an API-format example."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from comfyui_wanmasking.tests.integration.examples import applies, for_this_comfyui, provide_media
-from comfyui_wanmasking.wanmask_runner.ui_twins import MODEL_DOWNLOADS
+from comfyui_wanmasking.wanmask_runner.model_links import MODEL_DOWNLOADS
 
 REPO = Path(__file__).resolve().parents[2]
 UI_EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
