@@ -1,4 +1,5 @@
-"""Command line: ``python -m wanmask_runner WORKFLOW [options]`` (also the ``wanmask-run`` script).
+"""Command line: ``python -m wanmask_runner WORKFLOW [options]`` (also the ``wanmask-run`` script), and
+``python -m wanmask_runner batch JOBS [options]`` for many jobs over many ComfyUI instances.
 
 Exit codes: 0 success; 1 execution failed, was interrupted, timed out, ComfyUI's worker died or the server named
 an output file outside --out or one it no longer has (not written; the others were);
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--previews", action="store_true",
                    help="also write the preview images (ComfyUI's temp files: PreviewImage, mask previews) "
                         "under OUT/previews/; by default only the workflow's saved outputs are written")
+    p.epilog = f"Many jobs over many ComfyUI instances: {program_name()} batch JOBS ... (batch --help for more)."
     return p
 
 
@@ -70,6 +72,12 @@ def summary(result, out: str) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["batch"]:  # python -m wanmask_runner batch JOBS ... (a workflow named batch: ./batch)
+        from .batch_cli import batch_main
+
+        use_runner_logger()
+        return batch_main(argv[1:])
     args = build_parser().parse_args(argv)
     use_runner_logger()
     try:

@@ -3,77 +3,14 @@ ComfyUI server on 127.0.0.1 whose /history names hostile and colliding output fi
 from __future__ import annotations
 
 import json
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from comfyui_wanmasking.wanmask_runner import cli
+from comfyui_wanmasking.tests.unit.stub_comfyui import Stub
 from comfyui_wanmasking.wanmask_runner.api import OutputPathError, output_destination, run_workflow
 
-OBJECT_INFO = {"Save": {"input": {"required": {"prefix": ("STRING", {"default": "x"})}},
-                        "input_order": {"required": ["prefix"]}, "output": [], "output_name": [],
-                        "output_node": True}}
 PROMPT = {"9": {"class_type": "Save", "inputs": {"prefix": "p"}, "_meta": {"title": "My Saver"}}}
-
-
-class Stub:
-    """A ComfyUI that answers /object_info, /prompt, /history/<id> and /view (its content names the file)."""
-
-    def __init__(self, outputs: dict, gone=()):
-        self.outputs, self.prompts, self.views, self.gone = outputs, [], [], set(gone)
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, body: bytes, code=200, kind="application/json"):
-                self.send_response(code)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                url = urllib.parse.urlparse(self.path)
-                if url.path == "/object_info":
-                    return self._send(json.dumps(OBJECT_INFO).encode())
-                if url.path.startswith("/history/"):
-                    pid = url.path.rsplit("/", 1)[1]
-                    entry = {"status": {"status_str": "success", "completed": True, "messages": []},
-                             "outputs": stub.outputs}
-                    return self._send(json.dumps({pid: entry} if pid in stub.prompts else {}).encode())
-                if url.path == "/view":
-                    q = urllib.parse.parse_qs(url.query, keep_blank_values=True)
-                    stub.views.append(q)
-                    if q["filename"][0] in stub.gone:
-                        return self._send(b"Not Found", 404, "text/plain")
-                    ref = "|".join(q[k][0] for k in ("type", "subfolder", "filename"))
-                    return self._send(ref.encode(), kind="application/octet-stream")
-                self._send(b"{}", 404)
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path != "/prompt":
-                    return self._send(b"{}", 404)
-                stub.prompts.append(body["prompt_id"])
-                self._send(json.dumps({"prompt_id": body["prompt_id"], "number": 0, "node_errors": {}}).encode())
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.timeout = 5
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
 
 
 def ref(filename, subfolder="", kind="output"):

@@ -1,0 +1,73 @@
+"""Tiny batch jobs for the batch runner's tests and benchmark: one masked T2V graph on the tiny checkpoints
+(mask file -> WanMaskToLatent -> KSampler 1 step -> decode -> SaveImage), a mask PNG per shot, and JOBS files.
+
+A job takes well under a second on a 2-core CPU: a 32x32 single-frame latent, one sampler step; the model
+and VAE loaders stay cached between jobs on one ComfyUI.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from comfyui_wanmasking.tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
+
+SIZE = 32
+MASK_NODE, SEED_NODE, VAE_NODE, SAVE_NODE = "4", "6", "7", "9"
+
+
+def tiny_masked_t2v(steps: int = 1) -> dict:
+    """The API-format job graph; node 4 loads the shot's mask file, node 6 samples with the shot's seed."""
+    g = Graph()
+    model, cond = tiny_t2v_model(g), zero_cond(g)
+    latent = g.add("EmptyHunyuanLatentVideo", width=SIZE, height=SIZE, length=1, batch_size=1)
+    mask = g.add("LoadImageMask", image="placeholder.png", channel="red")
+    masked = g.add("WanMaskToLatent", samples=latent, mask=mask, temporal="max", spatial="max", grow=0)
+    sampled = ksampler(g, model, cond, masked, steps=steps)
+    vae = tiny_vae(g)
+    decoded = g.add("VAEDecode", samples=sampled, vae=vae)
+    g.add("SaveImage", images=decoded, filename_prefix="wanmask_batch/shot")
+    assert (mask.id, sampled.id, vae.id) == (MASK_NODE, SEED_NODE, VAE_NODE), "node ids moved: update the constants"
+    return g.prompt
+
+
+def write_mask(path: Path, index: int) -> Path:
+    """A distinct binary mask per shot: a box whose place and size follow ``index``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = torch.zeros(SIZE, SIZE, dtype=torch.uint8)
+    x, w = index % 16, 8 + index % 9
+    m[4:4 + w, x:x + w] = 255
+    Image.fromarray(m.numpy(), "L").convert("RGB").save(path)
+    return path
+
+
+def write_shots(folder: Path, count: int, workflow: Path | None = None, seed0: int = 100) -> tuple[Path, list[dict]]:
+    """``count`` shots in ``folder``: the workflow (``job.json`` unless given), a mask per shot under
+    ``masks/``, and the job list (id, workflow, set) as written to ``jobs.jsonl``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if workflow is None:
+        workflow = folder / "job.json"
+        workflow.write_text(json.dumps(tiny_masked_t2v()))
+    jobs = []
+    for i in range(count):
+        mask = write_mask(folder / "masks" / f"shot{i:03d}_mask.png", i)
+        jobs.append({"id": f"shot{i:03d}", "workflow": workflow.name if workflow.parent == folder else str(workflow),
+                     "set": {f"{MASK_NODE}.image": str(mask.relative_to(folder)), f"{SEED_NODE}.seed": seed0 + i}})
+    return write_jsonl(folder / "jobs.jsonl", jobs), jobs
+
+
+def write_jsonl(path: Path, jobs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    return path
+
+
+def read_records(out: Path) -> dict[str, dict]:
+    """OUT/results.jsonl as {job id: its last record}."""
+    records = {}
+    path = out / "results.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        rec = json.loads(line)
+        records[rec["id"]] = rec
+    return records
