@@ -27,6 +27,30 @@ if PACKAGE not in sys.modules:
 from comfyui_wanmasking.tests.integration.comfy_server import ComfyServer, find_comfyui  # noqa: E402
 
 
+NEEDS_COMFYUI = ("integration", "reliability")  # the suites that run a real ComfyUI
+
+
+class ModuleWithoutComfyUI(pytest.Module):
+    """A test module of a suite that needs ComfyUI, where none is found: skipped whole, with one line."""
+
+    why = ""
+
+    def collect(self):
+        pytest.skip(self.why, allow_module_level=True)
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    """Without ComfyUI, each integration or reliability module is one skip line naming COMFYUI_PATH
+    (not one line per test); the tests that need none still run."""
+    if module_path.parent.name in NEEDS_COMFYUI and module_path.parent.parent == Path(__file__).parent:
+        path, why = find_comfyui()
+        if path is None:
+            module = ModuleWithoutComfyUI.from_parent(parent, path=module_path)
+            module.why = why
+            return module
+    return None
+
+
 @pytest.fixture(scope="session")
 def comfyui_path() -> Path:
     path, why = find_comfyui()

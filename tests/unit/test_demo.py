@@ -63,3 +63,19 @@ def test_native_keeps_part_of_the_fast_object_and_causal_keeps_none():
     obj = mask > 0
     assert (eff["native trilinear"][obj] < 0.5).float().mean() > 0.3
     assert eff["this pack (causal max)"][obj].min() == 1
+
+
+@pytest.mark.skipif(REPO.parent.name == "custom_nodes", reason="installed inside a ComfyUI: the suites would run")
+def test_without_comfyui_the_suites_that_need_it_skip_in_one_line(tmp_path):
+    """A user without ComfyUI sees one skip line naming COMFYUI_PATH, not one per test."""
+    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_PATH"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "integration", "reliability", "unit/test_model_links.py",
+                        "-p", "no:cacheprovider",
+                        "-q", "--basetemp", str(tmp_path / "t")], cwd=REPO / "tests", env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
+    skips = [line for line in r.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert len(skips) == 1 and "COMFYUI_PATH" in skips[0], skips
+    modules = len(list((REPO / "tests" / "integration").glob("test_*.py"))) + len(
+        list((REPO / "tests" / "reliability").glob("test_*.py")))
+    assert f"SKIPPED [{modules}]" in skips[0]
