@@ -1,9 +1,10 @@
 """Command line: ``python -m wanmask_runner WORKFLOW [options]`` (also the ``wanmask-run`` script), and
 ``python -m wanmask_runner batch JOBS [options]`` for many jobs over many ComfyUI instances.
 
-Exit codes: 0 success; 1 execution failed, was interrupted, timed out, ComfyUI's worker died or the server named
-an output file outside --out or one it no longer has (not written; the others were);
-2 the workflow was refused (validation, unknown nodes, bad --set); 3 bad usage / ComfyUI not reachable.
+Exit codes: 0 success; 1 the run failed: execution failed, was interrupted or timed out, ComfyUI's worker
+died, or output files were not written (names outside --out, or files ComfyUI no longer has; the others were);
+2 the workflow was refused (validation, unknown nodes, bad --set), with ComfyUI's node errors one input per
+line; 3 bad usage, or ComfyUI not reachable or not found.
 """
 from __future__ import annotations
 

@@ -95,3 +95,13 @@ def test_an_unreachable_server_is_named_with_how_to_start_one(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 3
     assert f"no ComfyUI answers at http://127.0.0.1:{port}" in err and "--server URL" in err and "main.py" in err
+
+
+def test_help_and_readme_give_the_same_exit_codes():
+    def sentence(text):
+        flat = " ".join(text.replace("`", "").replace("* ", " ").split())
+        start = flat.index("Exit codes:")
+        return flat[start:flat.index("not found.", start) + len("not found.")]
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert sentence(cli.build_parser().format_help()) == sentence(readme)
