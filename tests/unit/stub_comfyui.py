@@ -115,3 +115,36 @@ class Stub:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+
+# ---- a masked job for the batch runner: a mask file input and a seed, one output file per job -------------
+MASK_INFO = {"LoadMask": {"input": {"required": {"image": [["on_server.png"], {"image_upload": True}],
+                                                 "channel": [["red", "alpha"], {}]}},
+                          "output": ["MASK"], "output_name": ["MASK"]},
+             "Sample": {"input": {"required": {"seed": ["INT", {"min": 0}], "mask": ["MASK", {}]},
+                                  "optional": {"prefix": ["STRING", {}]}},
+                        "output": [], "output_name": [], "output_node": True}}
+MASK_WORKFLOW = {"1": {"class_type": "LoadMask", "inputs": {"image": "on_server.png", "channel": "red"},
+                       "_meta": {"title": "Mask"}},
+                 "2": {"class_type": "Sample", "inputs": {"seed": 0, "mask": ["1", 0]}, "_meta": {"title": "Sampler"}}}
+
+
+def mask_outputs(prompt: dict) -> dict:
+    """One output file per prompt, named after its seed (so every job's file differs)."""
+    return {"2": {"images": [{"filename": f"out_{prompt['2']['inputs']['seed']}.png", "subfolder": "shots",
+                              "type": "output"}]}}
+
+
+def write_mask_jobs(folder, count: int, name: str = "jobs.jsonl") -> list[dict]:
+    """``folder``/wf.json, a mask file per job under masks/, and the JOBS file (JSONL); the jobs."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    (folder / "wf.json").write_text(json.dumps(MASK_WORKFLOW))
+    jobs = []
+    for i in range(count):
+        (folder / "masks" / f"m{i}.png").write_bytes(b"mask %d" % i)
+        jobs.append({"id": f"j{i}", "workflow": "wf.json", "set": {"1.image": f"masks/m{i}.png", "2.seed": i}})
+    (folder / name).write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    return jobs
