@@ -119,7 +119,7 @@ class WanMaskI2VEmbeds(io.ComfyNode):
     def execute(cls, positive, negative, vae, width, height, length, batch_size, fun_or_fl2v_model, null_fill,
                 latent_strength, start_image=None, end_image=None, keyframes=None, keyframe_indices="",
                 clip_vision_output=None, keep_given_latents=False, clip_vision_end_output=None) -> io.NodeOutput:
-        geometry = geometry_for_channels(vae.latent_channels, "vae")
+        geometry = geometry_for_channels(compat.vae_latent_channels(vae), "vae")
         out = build_i2v_embeds(
             _encoder(vae), length=length, height=height, width=width, geometry=geometry, start_image=start_image,
             end_image=end_image, keyframes=keyframes, keyframe_indices=keyframe_indices,
@@ -183,7 +183,7 @@ class WanMaskVaceEmbeds(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, strength, mask_threshold,
                 control_video=None, control_masks=None, reference_image=None) -> io.NodeOutput:
-        geometry = geometry_for_channels(vae.latent_channels, "vae")
+        geometry = geometry_for_channels(compat.vae_latent_channels(vae), "vae")
         out = build_vace_embeds(_encoder(vae), length=length, height=height, width=width,
                                 control_video=control_video, control_masks=control_masks,
                                 reference_image=reference_image, threshold=mask_threshold,
@@ -286,7 +286,7 @@ class WanMaskAnimateEmbeds(io.ComfyNode):
     def execute(cls, positive, negative, vae, width, height, length, batch_size, clip_vision_output=None,
                 reference_image=None, face_video=None, pose_video=None, bg_images=None, mask=None,
                 continue_motion=None, continue_motion_max_frames=5, video_frame_offset=0) -> io.NodeOutput:
-        geometry = geometry_for_channels(vae.latent_channels, "vae")
+        geometry = geometry_for_channels(compat.vae_latent_channels(vae), "vae")
         out = build_animate_embeds(_encoder(vae), length=length, height=height, width=width, geometry=geometry,
                                    reference_image=reference_image, pose_video=pose_video, face_video=face_video,
                                    bg_images=bg_images, mask=mask, continue_motion=continue_motion,

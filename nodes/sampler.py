@@ -17,15 +17,8 @@ WRAPPER_KEY = "WanMaskSamplerPatch"
 
 def wan_model_info(model_patcher) -> WanModelInfo | None:
     """The numbers the checks need, or None when the model is not a Wan model."""
-    base = compat.wan_base_model(model_patcher)
-    if base is None:
-        return None
-    dm = base.diffusion_model
-    vace = getattr(dm, "vace_in_dim", None)
-    return WanModelInfo(name=type(base).__name__, in_channels=int(dm.patch_embedding.weight.shape[1]),
-                        latent_channels=int(base.latent_format.latent_channels),
-                        image_to_video=bool(getattr(base, "image_to_video", False)),
-                        vace_in_channels=int(vace) if vace is not None else None)
+    facts = compat.wan_model_facts(model_patcher)
+    return None if facts is None else WanModelInfo(**facts)
 
 
 class _Patch:
@@ -37,20 +30,20 @@ class _Patch:
         self.validate = validate
 
     def denoise_mask_function(self, sigma, denoise_mask, extra_options):
-        ms = extra_options["model"].inner_model.model_sampling
-        return self.mask_fn(sigma, denoise_mask, extra_options["sigmas"], ms.timestep, ms.sigma_min)
+        sigmas, timestep, sigma_min = compat.step_schedule(extra_options)
+        return self.mask_fn(sigma, denoise_mask, sigmas, timestep, sigma_min)
 
     def outer_sample(self, executor, *args, **kwargs):
         bound = compat.bind_outer_sample(args, kwargs)
         guider = executor.class_obj
         noise, latent, mask = bound["noise"], bound["latent_image"], bound.get("denoise_mask")
         if self.validate:
-            info = wan_model_info(guider.model_patcher)
+            info = wan_model_info(compat.guider_model(guider))
             if info is not None:
                 raw = compat.raw_denoise_mask(guider, mask)  # as the user made it, before any resizing
-                conds = summarize_conds(getattr(guider, "conds", {}))
+                conds = summarize_conds(compat.guider_conds(guider))
                 found = validate_sampling(info, tuple(noise.shape), None if raw is None else tuple(raw.shape), conds)
-                slices = compat.native_window_slicing(guider.model_patcher)  # None unless native windows
+                slices = compat.native_window_slicing(compat.guider_model(guider))  # None unless native windows
                 if slices is not None:
                     found.warnings += native_window_warnings(slices, conds)
                 for w in found.warnings:
@@ -58,7 +51,8 @@ class _Patch:
         if mask is not None:
             # Once per sampling call: the mask goes to the sampling device and dtype (pinned, non_blocking on
             # CUDA), so ComfyUI's own prepare_mask and every step work on-device.
-            mask = to_device(mask, guider.model_patcher.load_device, noise.dtype if noise.is_floating_point() else None)
+            mask = to_device(mask, compat.load_device(compat.guider_model(guider)),
+                             noise.dtype if noise.is_floating_point() else None)
             bound["denoise_mask"] = mask
         try:
             out = compat.call_outer_sample(executor, bound)
@@ -122,7 +116,7 @@ class WanMaskSamplerPatch(io.ComfyNode):
         check_settings(differential, strength)
         if wan_model_info(model) is None:
             log.warning("WanMaskSamplerPatch: %s is not a Wan model; passing it through unpatched.",
-                        type(getattr(model, "model", model)).__name__)
+                        compat.model_class_name(model))
             return io.NodeOutput(model)
         p = _Patch(differential, strength, exact_keep, validate)
         # closures (not bound methods): ModelPatcher.clone deep-copies model_options.

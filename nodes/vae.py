@@ -6,7 +6,6 @@ calls ``vae.encode`` / ``vae.decode`` stream through it.
 """
 from __future__ import annotations
 
-import copy
 import logging
 
 import folder_paths
@@ -47,14 +46,14 @@ def _resolve(name: str, device: torch.device, for_decode: bool) -> torch.dtype:
 def attach_streaming_model(vae, model: WanVAEBase, decode_precision="auto", encode_precision="auto",
                            cache_offload=False):
     """Make ``vae`` (a comfy.sd.VAE) run ``model`` for every encode/decode and manage it with a ModelPatcher."""
-    dec = _resolve(decode_precision, vae.device, True)
-    enc = _resolve(encode_precision, vae.device, False)
+    dec = _resolve(decode_precision, compat.vae_device(vae), True)
+    enc = _resolve(encode_precision, compat.vae_device(vae), False)
     model.set_precision(enc, dec)
     model.options = StreamOptions(offload=bool(cache_offload), progress=_progress_callback(),
                                   check_interrupt=compat.throw_if_interrupted,
                                   output_device=compat.intermediate_device())
     compat.wire_vae(vae, model, decode_dtype=dec, encode_dtype=enc)
-    setattr(vae, _ATTR, vae)
+    compat.remember(vae, _ATTR, vae)
     log.info("WanMasking VAE: %s, encode %s, decode %s, cache offload %s", type(model).__name__,
              str(enc).replace("torch.", ""), str(dec).replace("torch.", ""), bool(cache_offload))
     return vae
@@ -63,15 +62,15 @@ def attach_streaming_model(vae, model: WanVAEBase, decode_precision="auto", enco
 def streaming_vae(vae):
     """The streaming version of ``vae``: itself when it came from WanMaskVAELoader, else a converted
     copy (made once, kept on the VAE object) for a native Wan VAE."""
-    if isinstance(vae.first_stage_model, WanVAEBase):
+    if isinstance(compat.vae_model(vae), WanVAEBase):
         return vae
-    cached = getattr(vae, _ATTR, None)
+    cached = compat.remembered(vae, _ATTR)
     if cached is not None:
         return cached
-    model = build_wan_vae(vae.get_sd(), name="vae")
-    dtype_name = {v: k for k, v in DTYPES.items()}.get(vae.vae_dtype, "fp32")
-    streaming = attach_streaming_model(copy.copy(vae), model, dtype_name, dtype_name, False)
-    setattr(vae, _ATTR, streaming)
+    model = build_wan_vae(compat.native_vae_weights(vae), name="vae")
+    dtype_name = {v: k for k, v in DTYPES.items()}.get(compat.vae_dtype(vae), "fp32")
+    streaming = attach_streaming_model(compat.copy_vae(vae), model, dtype_name, dtype_name, False)
+    compat.remember(vae, _ATTR, streaming)
     return streaming
 
 
@@ -79,9 +78,9 @@ def _working_set(svae, kind: str, shape, **options) -> int:
     """The traced working set of one decode/encode with these options. A shape the model cannot take
     (the call right after raises the clear error) gets ComfyUI's own estimate instead."""
     try:
-        return getattr(svae.first_stage_model, f"{kind}_working_set")(shape, **options)
+        return getattr(compat.vae_model(svae), f"{kind}_working_set")(shape, **options)
     except Exception:  # noqa: BLE001 - the decode/encode itself reports bad input
-        return getattr(svae, f"memory_used_{kind}")(shape, None)
+        return compat.native_memory_estimate(svae, kind, shape)
 
 
 class WanMaskVAELoader(io.ComfyNode):
@@ -146,7 +145,7 @@ class WanMaskVAEDecode(io.ComfyNode):
     def execute(cls, samples, vae, tile_size, overlap, temporal_chunk) -> io.NodeOutput:
         svae = streaming_vae(vae)
         z = samples["samples"]
-        model = svae.first_stage_model
+        model = compat.vae_model(svae)
         # ComfyUI frees memory for the working set of this decode, with this node's tiling and chunking
         compat.load_vae_for(svae, _working_set(svae, "decode", z.shape, tile=tile_size, overlap=overlap,
                                                temporal_chunk=temporal_chunk))
@@ -188,7 +187,7 @@ class WanMaskVAEEncode(io.ComfyNode):
     def execute(cls, pixels, vae, tile_size, overlap, temporal_chunk, frame_count) -> io.NodeOutput:
         svae = streaming_vae(vae)
         x = image_to_video(pixels)
-        model = svae.first_stage_model
+        model = compat.vae_model(svae)
         compat.load_vae_for(svae, _working_set(svae, "encode", x.shape, tile=tile_size, overlap=overlap,
                                                temporal_chunk=temporal_chunk, pad_frames=frame_count == "pad"))
         z = model.encode(x, tile=tile_size, overlap=overlap, temporal_chunk=temporal_chunk,

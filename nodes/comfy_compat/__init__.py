@@ -40,10 +40,12 @@ from .prompt_queue import (  # Prompt queue and worker (the embedded runner)
 )
 from .sampling import (  # Sampler wrappers and the denoise-mask function (WanMaskSamplerPatch)
     wan_base_model, install_sampler_patch, OUTER_SAMPLE_ARGS, bind_outer_sample, call_outer_sample,
-    guider_prepares_mask_before_wrappers, raw_denoise_mask, prepare_mask,
+    guider_prepares_mask_before_wrappers, raw_denoise_mask, prepare_mask, wan_model_facts, model_class_name,
+    step_schedule, guider_model, guider_conds, load_device,
 )
 from .vae import (  # comfy.sd.VAE wiring (WanMaskVAELoader / Decode / Encode)
-    should_use_bf16, load_vae_file, wire_vae, load_vae_for,
+    should_use_bf16, load_vae_file, wire_vae, load_vae_for, vae_model, vae_device, vae_latent_channels,
+    native_vae_weights, vae_dtype, copy_vae, remembered, remember, native_memory_estimate,
 )
 from .training import (  # LoRA training building blocks (WanMaskTrainLoRA)
     native_train_module, node_inputs_v1, native_trainer_inputs, string_to_dtype, load_lora_for_inference,

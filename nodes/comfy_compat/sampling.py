@@ -20,6 +20,47 @@ def wan_base_model(model_patcher):
     return base if isinstance(base, comfy.model_base.WAN21) else None
 
 
+def wan_model_facts(model_patcher) -> dict | None:
+    """What the sampler patch's checks need of a Wan model: its class name, the patch embedding's input
+    channels, the latent channels, whether it is image-to-video and the VACE input channels (None
+    without VACE). None for a model that is not Wan."""
+    base = wan_base_model(model_patcher)
+    if base is None:
+        return None
+    dm = base.diffusion_model
+    vace = getattr(dm, "vace_in_dim", None)
+    return {"name": type(base).__name__, "in_channels": int(dm.patch_embedding.weight.shape[1]),
+            "latent_channels": int(base.latent_format.latent_channels),
+            "image_to_video": bool(getattr(base, "image_to_video", False)),
+            "vace_in_channels": int(vace) if vace is not None else None}
+
+
+def model_class_name(model_patcher) -> str:
+    """The class of the model a ModelPatcher holds (for messages)."""
+    return type(getattr(model_patcher, "model", model_patcher)).__name__
+
+
+def step_schedule(extra_options: dict) -> tuple:
+    """(sigmas, timestep(sigma), sigma_min) of the sampling call a denoise-mask function runs in."""
+    sampling = extra_options["model"].inner_model.model_sampling
+    return extra_options["sigmas"], sampling.timestep, sampling.sigma_min
+
+
+def guider_model(guider):
+    """The ModelPatcher a guider samples with."""
+    return guider.model_patcher
+
+
+def guider_conds(guider) -> dict:
+    """A guider's conditionings by name ({} before they are set)."""
+    return getattr(guider, "conds", {}) or {}
+
+
+def load_device(model_patcher):
+    """The device ComfyUI loads this model on for sampling."""
+    return model_patcher.load_device
+
+
 def install_sampler_patch(model_patcher, key: str, denoise_mask_fn: Callable | None, outer_sample_fn: Callable):
     """On a clone of ``model_patcher``: the denoise-mask function (if given) and an OUTER_SAMPLE wrapper
     under ``key`` (an earlier one with the same key is replaced). Returns (clone, replaced_other_mask_fn)."""

@@ -4,6 +4,7 @@ Part of the compatibility boundary (see the package docstring): feature detectio
 version compare; ComfyUI modules are imported inside the functions that need them."""
 from __future__ import annotations
 
+import copy
 import logging
 
 import torch
@@ -12,6 +13,48 @@ import torch
 def should_use_bf16(device: torch.device) -> bool:
     import comfy.model_management
     return comfy.model_management.should_use_bf16(device)
+
+
+def vae_model(vae) -> torch.nn.Module:
+    """The module a comfy.sd.VAE encodes and decodes with."""
+    return vae.first_stage_model
+
+
+def vae_device(vae) -> torch.device:
+    return vae.device
+
+
+def vae_latent_channels(vae) -> int:
+    return int(vae.latent_channels)
+
+
+def native_vae_weights(vae) -> dict:
+    """The VAE's weights as its file has them (comfy.sd.VAE.get_sd)."""
+    return vae.get_sd()
+
+
+def vae_dtype(vae) -> torch.dtype:
+    """The precision the VAE runs in."""
+    return vae.vae_dtype
+
+
+def copy_vae(vae):
+    """A shallow copy of a comfy.sd.VAE (its own module and patcher can then be set without touching the original)."""
+    return copy.copy(vae)
+
+
+def remembered(vae, key: str):
+    """What this pack attached to the VAE object under ``key`` (None when nothing)."""
+    return getattr(vae, key, None)
+
+
+def remember(vae, key: str, value) -> None:
+    setattr(vae, key, value)
+
+
+def native_memory_estimate(vae, kind: str, shape) -> int:
+    """ComfyUI's own memory estimate for a ``kind`` ("decode" / "encode") of ``shape`` (bytes)."""
+    return getattr(vae, f"memory_used_{kind}")(shape, None)
 
 
 def load_vae_file(name: str):

@@ -40,6 +40,27 @@ def test_node_modules_import_only_the_public_node_api(path):
                           "(the one compatibility boundary) instead")
 
 
+# Attributes of ComfyUI objects that are not the node API (ModelPatcher, model_base, comfy.sd.VAE / CLIP,
+# guiders, samplers): only the boundary reaches them.
+INTERNAL_ATTRS = {"first_stage_model", "diffusion_model", "model_patcher", "inner_model", "model_sampling",
+                  "latent_format", "cond_stage_model", "model_options", "load_device", "offload_device",
+                  "vae_dtype", "get_sd", "memory_used_decode", "memory_used_encode",
+                  "patcher", "transformer_options", "set_model_denoise_mask_function", "add_wrapper_with_key",
+                  "add_object_patch", "model_state_dict", "upscale_ratio", "downscale_ratio"}
+
+
+@pytest.mark.parametrize("path", sorted(NODES.glob("*.py")), ids=lambda p: p.name)
+def test_node_modules_reach_no_internal_attribute_of_comfyui_objects(path):
+    tree = ast.parse(path.read_text())
+    reached = sorted({(n.attr, n.lineno) for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                      and n.attr in INTERNAL_ATTRS and getattr(n.value, "id", None) != "compat"}
+                     | {(n.args[1].value, n.lineno) for n in ast.walk(tree) if isinstance(n, ast.Call)
+                        and getattr(n.func, "id", None) in ("getattr", "setattr", "hasattr") and len(n.args) > 1
+                        and isinstance(n.args[1], ast.Constant) and n.args[1].value in INTERNAL_ATTRS})
+    assert not reached, (f"{path.name} reaches ComfyUI internals {reached} (attribute, line): add a function to "
+                         f"{BOUNDARY.name} instead")
+
+
 def test_the_boundary_is_where_the_internals_are():
     internal = {m for path in BOUNDARY_FILES for m in comfy_imports(path) if m not in PUBLIC}
     # the prompt queue, the trainer, VAE wiring, sampler wrappers, the denoise-mask function, context windows
