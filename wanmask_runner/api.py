@@ -12,7 +12,8 @@ from .backends import open_backend
 from .model_links import hints_for
 from .results import OutputGone, OutputPathError, RunResult, WorkflowError
 from .node_replacements import replace_then_convert
-from .workflow_format import apply_overrides, is_ui_format
+from .workflow.convert import is_ui_format
+from .workflow.overrides import apply_overrides
 
 log = logging.getLogger("wanmask_runner")
 

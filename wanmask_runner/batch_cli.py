@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from .cli import program_name
-from .workflow_format import WorkflowFormatError
+from .workflow.errors import WorkflowFormatError
 
 
 def build_batch_parser() -> argparse.ArgumentParser:

@@ -19,8 +19,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .workflow_format import (UPLOAD_FLAGS, WorkflowFormatError, apply_overrides, declared_input_names, is_ui_format,
-                              parse_value)
+from .workflow.convert import is_ui_format
+from .workflow.errors import WorkflowFormatError
+from .workflow.overrides import apply_overrides, parse_value
+from .workflow.widgets import UPLOAD_FLAGS, declared_input_names
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 CSV_SUFFIXES = {".csv", ".tsv"}

@@ -15,7 +15,7 @@ import sys
 from .api import OutputPathError, WorkflowError, run_workflow
 from .backends import open_backend
 from .progress import ProgressPrinter, logs_above_bar
-from .workflow_format import WorkflowFormatError
+from .workflow.errors import WorkflowFormatError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,8 +27,10 @@ import copy
 import logging
 
 from .legacy_layouts import migrate_legacy_layouts
-from .workflow_format import (FRONTEND_ONLY, _input_specs, _links_of, _option_specs, _write_widgets, has_seed_control,
-                              is_widget, read_widgets, serialized_count, ui_to_api)
+from .workflow.convert import ui_to_api
+from .workflow.links import FRONTEND_ONLY, links_of
+from .workflow.widgets import (has_seed_control, input_specs, is_widget, option_specs, read_widgets, serialized_count,
+                               write_widgets)
 
 log = logging.getLogger("wanmask_runner")
 
@@ -43,7 +45,7 @@ def _widget_names(specs, values: dict, prefix: str = "") -> list[str]:
         names.append(prefix + name)
         if serialized_count(prefix + name, kind, opts) == 2:
             names.append("control_after_generate" if has_seed_control(prefix + name, kind, opts) else "upload")
-        names += _widget_names(_option_specs(kind, opts, values.get(prefix + name)), values, f"{prefix}{name}.")
+        names += _widget_names(option_specs(kind, opts, values.get(prefix + name)), values, f"{prefix}{name}.")
     return names
 
 
@@ -69,7 +71,7 @@ def _replace_node(graph: dict, index: int, replacement: dict, info: dict, where:
     """Rebuild ``graph["nodes"][index]`` as a node of ``replacement["new_node_id"]``; the warning."""
     node = graph["nodes"][index]
     new_type = replacement["new_node_id"]
-    specs = _input_specs(info)
+    specs = input_specs(info)
     values: dict = {}
     read_widgets(specs, [], 0, values)  # a new node's widgets start at their defaults
     new_widgets = _widget_names(specs, values)
@@ -104,7 +106,7 @@ def _replace_node(graph: dict, index: int, replacement: dict, info: dict, where:
     widgets = []
     for name, kind, opts in specs:
         if is_widget(kind, opts):
-            widgets += _write_widgets(name, kind, opts, values)
+            widgets += write_widgets(name, kind, opts, values)
     kinds = {name: kind for name, kind, _ in specs}
     raw = {link["id"] if isinstance(link, dict) else link[0]: link
            for link in graph.get("links") or [] if isinstance(link, (dict, list)) and link}
@@ -120,11 +122,11 @@ def _replace_node(graph: dict, index: int, replacement: dict, info: dict, where:
     dropped = [f"the link into {old.get('name')!r}" for old in old_inputs.values() if old.get("link") in gone]
     graph["links"] = [link for link_id, link in raw.items() if link_id not in gone]
     new_slot_of = {e.get("old_idx"): e.get("new_idx") for e in replacement.get("output_mapping") or []}
-    for link_id, (origin, origin_slot, *_) in _links_of(graph).items():  # unmapped outputs keep their slot
+    for link_id, (origin, origin_slot, *_) in links_of(graph).items():  # unmapped outputs keep their slot
         if origin == node["id"] and origin_slot in new_slot_of:
             _set_link(raw[link_id], "origin_slot", new_slot_of[origin_slot])
     by_slot: dict = {}
-    for link_id, (origin, origin_slot, *_) in _links_of(graph).items():
+    for link_id, (origin, origin_slot, *_) in links_of(graph).items():
         if origin == node["id"]:
             by_slot.setdefault(origin_slot, []).append(link_id)
     types = list(info.get("output") or [])
@@ -188,7 +190,7 @@ def apply_node_replacements(ui: dict, object_info: dict, replacements: dict | No
 
 
 def replace_then_convert(ui: dict, object_info: dict, frontend_version=None, replacements: dict | None = None) -> dict:
-    """:func:`~wanmask_runner.workflow_format.ui_to_api` after the pack's own old widget layouts are
+    """:func:`~wanmask_runner.workflow.convert.ui_to_api` after the pack's own old widget layouts are
     brought to today's (:mod:`legacy_layouts`) and the server's node replacements are applied (one
     warning logged per migrated or replaced node)."""
     ui, migrated = migrate_legacy_layouts(ui)

@@ -17,7 +17,7 @@ import json
 from .backends import open_backend
 from .locate import REPO
 from .model_links import add_model_links
-from .workflow_format import api_to_ui
+from .workflow.convert import api_to_ui
 
 EXAMPLES = REPO / "example_workflows"
 

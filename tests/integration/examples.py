@@ -13,7 +13,7 @@ from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
 from comfyui_wanmasking.wanmask_runner.fixtures.tiny_dataset import write_tiny_dataset
 from comfyui_wanmasking.wanmask_runner.fixtures.tiny_graph import tiny_graph
 from comfyui_wanmasking.wanmask_runner.ui_twins import example_applies
-from comfyui_wanmasking.wanmask_runner.workflow_format import declared_input_names
+from comfyui_wanmasking.wanmask_runner.workflow.widgets import declared_input_names
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "example_workflows"

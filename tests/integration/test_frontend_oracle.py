@@ -29,8 +29,9 @@ from comfyui_wanmasking.tests.integration.built_workflows import BUILT, built, r
 from comfyui_wanmasking.tests.integration.test_frontend import LOAD_AND_INSPECT, UI_EXAMPLES, browser, dialogs  # noqa: F401
 from comfyui_wanmasking.wanmask_runner.node_replacements import replace_then_convert
 from comfyui_wanmasking.wanmask_runner.server_backend import ServerBackend
-from comfyui_wanmasking.wanmask_runner.workflow_format import VIEWPORT, _input_specs as input_specs, _version, \
-    declared_input_names, ui_to_api
+from comfyui_wanmasking.wanmask_runner.workflow.convert import ui_to_api
+from comfyui_wanmasking.wanmask_runner.workflow.versions import parse_version as _version
+from comfyui_wanmasking.wanmask_runner.workflow.widgets import VIEWPORT, declared_input_names, input_specs
 
 HELD_BACK = ("video", "wan", "vace")  # templates kept out of this test (the acceptance set)
 # Differences that are the frontend's, per template: ((from, up to) the frontend versions seen to

@@ -14,7 +14,8 @@ from comfyui_wanmasking.tests.integration.examples import (
 )
 from comfyui_wanmasking.wanmask_runner.demo_data import write_clip
 from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
-from comfyui_wanmasking.wanmask_runner.workflow_format import check_against_object_info, ui_to_api
+from comfyui_wanmasking.wanmask_runner.workflow.convert import ui_to_api
+from comfyui_wanmasking.wanmask_runner.workflow.validate import check_against_object_info
 
 ZERO_COND = ("WanMaskTestZeroConditioning", {"tokens": 8})
 

@@ -8,7 +8,8 @@ import pytest
 
 from comfyui_wanmasking.tests.unit.test_workflow_subgraphs import OBJECT_INFO as BASE, link, node
 from comfyui_wanmasking.wanmask_runner.node_replacements import apply_node_replacements, replace_then_convert
-from comfyui_wanmasking.wanmask_runner.workflow_format import WorkflowFormatError, ui_to_api
+from comfyui_wanmasking.wanmask_runner.workflow.convert import ui_to_api
+from comfyui_wanmasking.wanmask_runner.workflow.errors import WorkflowFormatError
 
 OBJECT_INFO = {
     **BASE,

@@ -1,9 +1,9 @@
 """UI <-> API workflow conversion and --set overrides (no ComfyUI needed: a small object_info)."""
 import pytest
 
-from comfyui_wanmasking.wanmask_runner.workflow_format import (
-    WorkflowFormatError, api_to_ui, apply_overrides, is_ui_format, ui_to_api,
-)
+from comfyui_wanmasking.wanmask_runner.workflow.convert import api_to_ui, is_ui_format, ui_to_api
+from comfyui_wanmasking.wanmask_runner.workflow.errors import WorkflowFormatError
+from comfyui_wanmasking.wanmask_runner.workflow.overrides import apply_overrides
 
 OBJECT_INFO = {
     "Loader": {"input": {"required": {"name": (["a.safetensors", "b.safetensors"], {})}},

@@ -6,9 +6,10 @@ import copy
 
 import pytest
 
-from comfyui_wanmasking.wanmask_runner.workflow_format import (
-    WorkflowFormatError, api_to_ui, apply_overrides, read_widgets, ui_to_api, _input_specs,
-)
+from comfyui_wanmasking.wanmask_runner.workflow.convert import api_to_ui, ui_to_api
+from comfyui_wanmasking.wanmask_runner.workflow.errors import WorkflowFormatError
+from comfyui_wanmasking.wanmask_runner.workflow.overrides import apply_overrides
+from comfyui_wanmasking.wanmask_runner.workflow.widgets import input_specs, read_widgets
 
 OBJECT_INFO = {
     "Loader": {"input": {"required": {"name": (["a.safetensors", "b.safetensors"], {})}},
@@ -227,7 +228,7 @@ def test_a_dynamic_combos_seed_has_no_control_value_and_hidden_widgets_are_saved
         "color": ("COLOR", {"default": "#000000", "socketless": True})}},
         "input_order": {"required": ["mode", "width", "color"]}, "output": [], "output_name": []}}
     inputs = {}
-    read_widgets(_input_specs(info["Gen"]), ["on", 5, 64, 1024, "#ffffff"], 0, inputs)
+    read_widgets(input_specs(info["Gen"]), ["on", 5, 64, 1024, "#ffffff"], 0, inputs)
     assert inputs == {"mode": "on", "mode.seed": 5, "mode.top_k": 64, "width": 1024, "color": "#ffffff"}
     api = {"1": {"class_type": "Gen", "inputs": inputs, "_meta": {"title": "Gen"}}}
     assert ui_to_api(api_to_ui(api, info), info) == api  # the writer saves hidden widgets too
