@@ -135,7 +135,7 @@ def run_batch(jobs, *, servers=(), comfyui=None, workers: int = 1, scheduler: st
 def run_jobs(to_run, docs, roots, records, specs, *, subfolder, servers, comfyui, workers, scheduler, retries,
              comfy_args, gpus, timeout, progress) -> tuple[set[str], dict[str, str]]:
     """Start (or join) the cluster, prepare on one slot, check every job, run them. (ids run, lost slots)."""
-    from .batch_cluster import BatchCluster, quiet_dask
+    from .batch_cluster import BatchCluster, ClusterError, quiet_dask
     from .batch_loop import BatchLoop
     from .batch_progress import BatchProgress
     from .batch_slots import RESOURCE, prepare
@@ -151,7 +151,13 @@ def run_jobs(to_run, docs, roots, records, specs, *, subfolder, servers, comfyui
                  dashboard or "not served (pip install bokeh to get one)")
         live = cluster.check_slots()
         workflows = {str(p): docs[p] for p in {j.workflow for j in to_run}}
-        prepared = cluster.client.submit(prepare, workflows, resources={RESOURCE: 1}, pure=False).result()
+        try:  # on one slot; on another when that one's ComfyUI is down
+            prepared = cluster.client.submit(prepare, workflows, resources={RESOURCE: 1}, pure=False,
+                                             retries=len(live)).result()
+        except (ValueError, ClusterError):  # a workflow that does not convert (WorkflowFormatError) stays one
+            raise
+        except Exception as e:
+            raise ClusterError(f"no slot could read the workflows: {type(e).__name__}: {e}") from e
         prompts = {Path(k): v for k, v in prepared["prompts"].items()}
         plans = plan_jobs(to_run, prompts, prepared["object_info"], roots)
         bar = BatchProgress(len(plans), enabled=progress)

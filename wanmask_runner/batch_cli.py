@@ -61,6 +61,8 @@ def batch_main(argv) -> int:
         from .batch_jobs import JobsError
         from .batch_records import BatchInterrupted
     except ImportError as e:
+        if (e.name or "").split(".")[0] not in ("distributed", "dask", "tqdm"):
+            raise
         print(f"error: batch runs need the batch extra ({e.name} is missing): pip install 'comfyui-wanmasking[batch]' "
               "(or pip install distributed tqdm)", file=sys.stderr)
         return 3

@@ -146,26 +146,31 @@ class BatchCluster:
 
 
 class ReportedElsewhere(logging.Filter):
-    """Drops Dask's "Compute Failed" report of a lost slot's job: the batch logs the loss itself, and
-    Dask runs the job again."""
+    """Drops Dask's reports of what the batch reports or does itself: the "Compute Failed" of a lost slot's
+    job (Dask runs it again), the cancelled tasks of a Ctrl-C, and the worker processes stopped at the end
+    (an embedded ComfyUI's threads keep its process up until the nanny ends it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "SlotLost" not in record.getMessage()
+        text = record.getMessage()
+        return not any(known in text for known in ("SlotLost", "ended with CancelledError",
+                                                   "Worker process still alive after"))
 
 
 @contextmanager
 def quiet_dask():
-    """Dask's own INFO logging off the terminal (its warnings stay, but for the lost-slot reports that
-    the batch makes itself)."""
-    names = ("distributed", "distributed.scheduler", "distributed.worker", "distributed.nanny", "tornado")
+    """Dask's own INFO logging off the terminal (its warnings stay, but for those the batch reports itself)."""
+    names = ("distributed", "tornado")
     saved = {n: logging.getLogger(n).level for n in names}
     quiet = ReportedElsewhere()
+    handlers = [h for n in ("distributed", "") for h in logging.getLogger(n).handlers]
     for n in names:
         logging.getLogger(n).setLevel(logging.WARNING)
-        logging.getLogger(n).addFilter(quiet)
+    for h in handlers:
+        h.addFilter(quiet)
     try:
         yield
     finally:
         for n, level in saved.items():
             logging.getLogger(n).setLevel(level)
-            logging.getLogger(n).removeFilter(quiet)
+        for h in handlers:
+            h.removeFilter(quiet)

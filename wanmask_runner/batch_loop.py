@@ -4,11 +4,14 @@ Jobs go to Dask a few per slot ahead (their input files travel with them, so a b
 never all in memory at once); Dask places them, retries them and moves those of lost workers. Each job's
 attempts are followed through the events the slots log (topic ``wanmask-batch``), so a job that ran
 again after its slot died says so in its record. Ctrl-C interrupts the prompts running on the
-instances, cancels the rest, keeps what finished and raises :class:`BatchInterrupted`.
+instances, cancels the rest, keeps what finished and raises :class:`BatchInterrupted`; it takes effect
+between two steps of the loop, so a record or an output folder is never half written (a second Ctrl-C
+stops at once).
 """
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -25,6 +28,7 @@ from .batch_slots import RESOURCE, TOPIC, run_job
 
 log = logging.getLogger("wanmask_runner")
 NO_SLOT_GRACE = 30.0  # seconds with no live slot before the remaining jobs fail
+STOP_WAIT = 20.0  # seconds Ctrl-C waits for the interrupted prompts to end
 
 
 class BatchLoop:
@@ -85,8 +89,19 @@ class BatchLoop:
         self.client.subscribe_topic(TOPIC, self.on_event)
         self.client.subscribe_topic("all", self.on_cluster_event)
         no_slot_since = None
+        stop = threading.Event()
+
+        def on_ctrl_c(signum, frame):  # the first Ctrl-C stops between two steps, never inside a write
+            if stop.is_set():
+                raise KeyboardInterrupt
+            stop.set()
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, on_ctrl_c) if main else None
         try:
             while self.pending or self.in_flight:
+                if stop.is_set():
+                    raise KeyboardInterrupt
                 while self.pending and len(self.in_flight) < max(2, 2 * self.live):
                     self.submit(self.pending.popleft())
                 try:
@@ -101,6 +116,8 @@ class BatchLoop:
             self.stop()
             raise BatchInterrupted([p.job.id for p in (*self.in_flight.values(), *self.pending)], self.ran) from None
         finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
             self.client.unsubscribe_topic(TOPIC)
             self.client.unsubscribe_topic("all")
 
@@ -192,11 +209,25 @@ class BatchLoop:
                                              "running": len(running), "queued": max(queued, 0)}, running)
 
     def stop(self) -> None:
-        """Ctrl-C: interrupt what runs on the instances, cancel the rest, record what finished meanwhile."""
-        log.warning("interrupted: stopping the running prompts on their instances ...")
-        self.cluster.interrupt()
+        """Ctrl-C: cancel the jobs not started, interrupt the prompts running on their instances, wait a little
+        for those to end (a job that finished meanwhile is recorded; one stopped midway is not, and runs next
+        time), cancel what is left."""
+        log.warning("Ctrl-C: interrupting the running prompts; Ctrl-C again stops at once")
+        with self.lock:
+            started = {job for job, _ in self.running.values()}
         for fut, plan in list(self.in_flight.items()):
-            if fut.status == "finished":
+            if plan.job.id not in started:
+                fut.cancel()
+                self.in_flight.pop(fut)
+                self.pending.appendleft(plan)
+        self.cluster.interrupt()
+        try:
+            wait(list(self.in_flight), timeout=STOP_WAIT)
+        except (TimeoutError, FuturesTimeout, KeyboardInterrupt):
+            pass
+        self.cluster.interrupt()  # one that started after the first
+        for fut, plan in list(self.in_flight.items()):
+            if fut.status == "finished" and not fut.result().get("interrupted"):
                 self.collect(fut)
             else:
                 fut.cancel()

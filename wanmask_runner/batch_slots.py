@@ -45,6 +45,10 @@ class SlotLost(RuntimeError):
     """The slot's ComfyUI is gone mid-job (server unreachable, embedded worker thread dead)."""
 
 
+class SlotDown(RuntimeError):
+    """The slot's embedded ComfyUI did not start."""
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -115,6 +119,8 @@ class EmbeddedSlot:
         self.label = f"embedded {socket.gethostname()} {tag}" + (f" (GPU {gpu})" if gpu is not None else "")
         self.work = Path(tempfile.mkdtemp(prefix="wanmask-slot-"))
         self.input = self.work / "input"
+        for kind in ("input", "output", "temp", "user"):
+            (self.work / kind).mkdir()
         dirs = [f"--{kind}-directory={self.work / kind}" for kind in ("input", "output", "temp", "user")]
         self.args = [*comfy_args, *dirs]
         self.comfyui, self.timeout = comfyui, timeout
@@ -136,9 +142,9 @@ class EmbeddedSlot:
 
     def ready(self):
         if not self.started.wait(START_TIMEOUT):
-            raise RuntimeError(f"embedded ComfyUI ({self.comfyui}) has not started after {START_TIMEOUT:.0f} s")
+            raise SlotDown(f"embedded ComfyUI ({self.comfyui}) has not started after {START_TIMEOUT:.0f} s")
         if self.error:
-            raise RuntimeError(self.error)
+            raise SlotDown(self.error)
         return self.backend
 
     def why_down(self) -> str | None:
@@ -247,8 +253,13 @@ async def stop_offering(worker, why: str) -> None:
 def prepare(workflows: dict[str, dict]) -> dict:
     """On one slot: each workflow in API format (UI format converted with this ComfyUI's /object_info,
     frontend version and node replacements) and the declarations of the node types they use."""
-    slot = current_slot()
-    backend = slot.ready()
+    worker = get_worker()
+    slot = current_slot(worker)
+    try:
+        backend = slot.ready()
+    except SlotDown as e:
+        lose_slot(worker, slot, str(e))
+        raise SlotLost(str(e)) from e
     info = backend.object_info()
     prompts = {key: to_api(wf, lambda: info, getattr(backend, "frontend_version", None),
                            getattr(backend, "node_replacements", None)) for key, wf in workflows.items()}
@@ -279,15 +290,15 @@ def run_job(job: dict, files: dict[str, bytes]) -> dict:
             result.update(error=f"ComfyUI refused the prompt (validation):\n{run.describe()}",
                           node_errors=run.node_errors)
         elif not run.ok:
-            result["error"] = f"the workflow {run.status}:\n{run.describe()}"
+            result.update(error=f"the workflow {run.status}:\n{run.describe()}", interrupted=run.status == "interrupted")
         else:
             ship_outputs(backend, run.outputs, result)
             result.update(status="done", outputs=run.outputs)
     except TimeoutError as e:
         slot.interrupt()
         result["error"] = f"{e}; interrupted on {slot.label}"
-    except (OSError, http.client.HTTPException, WorkerDied) as e:
-        why = slot.why_down() if not isinstance(e, WorkerDied) else str(e)
+    except (OSError, http.client.HTTPException, WorkerDied, SlotDown) as e:
+        why = str(e) if isinstance(e, (WorkerDied, SlotDown)) else slot.why_down()
         if why is None:
             raise  # the instance still answers: a passing failure, Dask retries the job
         lose_slot(worker, slot, why)

@@ -43,6 +43,13 @@ def run_cli(*args, timeout=900) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def start_cli(*args, stdout, stderr) -> subprocess.Popen:
+    """``python -m wanmask_runner ARGS`` from the repository, started in the background (for tests that
+    signal it); its output goes to the given files."""
+    return subprocess.Popen([sys.executable, "-m", "wanmask_runner", *map(str, args)], cwd=REPO, stdout=stdout,
+                            stderr=stderr)
+
+
 def make_tiny_models(comfy: Path, models_dir: Path) -> None:
     """Generate the tiny checkpoints once per models folder (again whenever tiny_checkpoints.py changes)."""
     stamp = hashlib.sha256(TINY_MODELS.read_bytes()).hexdigest()
