@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import platform
@@ -83,16 +84,103 @@ class SyncCounter:
                     return fn(*a, **k)
                 finally:
                     self.active = False
-            # CUDA: every synchronizing call warns under sync debug mode "warn"; count the warnings
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                torch.cuda.set_sync_debug_mode("warn")
-                try:
-                    return fn(*a, **k)
-                finally:
-                    torch.cuda.set_sync_debug_mode(0)
-                    self.count += sum("synchroniz" in str(w.message) for w in caught)
+            with cuda_sync_warnings() as found:  # CUDA: every synchronizing call warns
+                out = fn(*a, **k)
+            self.count += len(found)
+            return out
         return counted
+
+
+@contextlib.contextmanager
+def cuda_sync_warnings():
+    """Counts CUDA host syncs inside the block: under ``torch.cuda.set_sync_debug_mode("warn")``
+    every synchronizing call warns. ``with cuda_sync_warnings() as found:``; after the block,
+    ``len(found)`` is the number of syncs."""
+    found: list = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield found
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+            found.extend(w for w in caught if "synchroniz" in str(w.message))
+
+
+def load_models(comfy, models_dir, aa: bool = False):
+    """(model, ours, native): the tiny Wan T2V checkpoint of ``models_dir``, patched by our node and by
+    native ``DifferentialDiffusion`` (with ``aa``, "ours" is a second native clone: the noise floor)."""
+    from comfy_extras.nodes_differential_diffusion import DifferentialDiffusion
+    sampler_nodes = import_pack()
+    model = comfy.sd.load_diffusion_model(str(Path(models_dir) / "diffusion_models" / "wan_tiny_t2v.safetensors"))
+    native = DifferentialDiffusion.execute(model, strength=1.0)[0]
+    ours = sampler_nodes.WanMaskSamplerPatch.execute(model, "timestep", 1.0, True, True).result[0]
+    if aa:
+        ours = DifferentialDiffusion.execute(model, strength=1.0)[0]
+    return model, ours, native
+
+
+def sampling_inputs(frames: int, height: int, width: int = 0, seed: int = 0) -> dict:
+    """Latent, noise, a soft noise mask (a quarter of the columns kept at 0) and a zero text
+    conditioning for a ``[1, 16, frames, height, width]`` latent (``width`` 0: square)."""
+    width = width or height
+    g = torch.Generator().manual_seed(seed)
+    shape = (1, 16, frames, height, width)
+    latent = torch.randn(shape, generator=g)
+    mask = torch.rand(1, 1, *shape[2:], generator=g)
+    mask[..., : width // 4] = 0
+    return {"shape": shape, "latent": latent, "mask": mask, "noise": torch.randn(shape, generator=g),
+            "cond": [[torch.zeros(1, 8, 4096), {}]]}
+
+
+def sampling_runner(comfy, inputs: dict, steps: int, scheduler: str, cuda: bool):
+    """``run(model) -> (seconds, samples)``: one ``comfy.sample.sample`` call (what KSampler calls)."""
+    def run(m):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = comfy.sample.sample(m, inputs["noise"], steps, 1.0, "euler", scheduler, inputs["cond"], inputs["cond"],
+                                  inputs["latent"], noise_mask=inputs["mask"], seed=1, disable_pbar=True)
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, out
+    return run
+
+
+def paired_times(run, ours, native, repeats: int, warm_up: bool = True):
+    """Whole-call seconds of each model over ``repeats`` interleaved pairs (the order alternates, so
+    drifting machine load hits both alike), after one warm-up call each (unless the caller made
+    them): (times by name, ours/native ratio of each pair)."""
+    if warm_up:
+        run(ours), run(native)  # model load, allocator
+    results, pairs = {"ours": [], "native": []}, []
+    for r in range(repeats):
+        order = (("ours", ours), ("native", native)) if r % 2 == 0 else (("native", native), ("ours", ours))
+        t = {name: run(m)[0] for name, m in order}
+        for name in t:
+            results[name].append(t[name])
+        pairs.append(t["ours"] / t["native"])
+    return results, pairs
+
+
+def count_host_syncs(run, models: dict, cuda: bool) -> dict:
+    """Host syncs in each model's per-step mask function during one real sampling call:
+    ``{name: (syncs, mask-function calls)}`` (CUDA: ``set_sync_debug_mode``; CPU: the Python spy)."""
+    counter, counts = SyncCounter(), {}
+    counter.install(cuda)
+    try:
+        for name, m in models.items():
+            fn = m.model_options["denoise_mask_function"]
+            m.model_options["denoise_mask_function"] = counter.wrap(fn, cuda)
+            counter.count = counter.calls = 0
+            try:
+                run(m)
+            finally:
+                m.model_options["denoise_mask_function"] = fn
+            counts[name] = (counter.count, counter.calls)
+    finally:
+        counter.uninstall()
+    return counts
 
 
 def main():
@@ -112,61 +200,20 @@ def main():
         torch.set_num_threads(args.threads)
 
     comfy = import_comfy(args.device)  # ComfyUI from COMFYUI_PATH (benchmarks/run.py)
-    from comfy_extras.nodes_differential_diffusion import DifferentialDiffusion
     sampler_nodes = import_pack()
     cuda = args.device == "cuda"
+    model, ours, native = load_models(comfy, args.models, args.aa)
+    inputs = sampling_inputs(args.frames, args.size)
+    shape, latent, mask, cond = inputs["shape"], inputs["latent"], inputs["mask"], inputs["cond"]
+    run = sampling_runner(comfy, inputs, args.steps, args.scheduler, cuda)
 
-    model = comfy.sd.load_diffusion_model(str(Path(args.models) / "diffusion_models" / "wan_tiny_t2v.safetensors"))
-    native = DifferentialDiffusion.execute(model, strength=1.0)[0]
-    ours = sampler_nodes.WanMaskSamplerPatch.execute(model, "timestep", 1.0, True, True).result[0]
-    if args.aa:  # control run: native against a second native clone, to show the timing noise floor
-        ours = DifferentialDiffusion.execute(model, strength=1.0)[0]
-
-    g = torch.Generator().manual_seed(0)
-    shape = (1, 16, args.frames, args.size, args.size)
-    latent = torch.randn(shape, generator=g)
-    mask = torch.rand(1, 1, *shape[2:], generator=g)
-    mask[..., : args.size // 4] = 0
-    noise = torch.randn(shape, generator=g)
-    cond = [[torch.zeros(1, 8, 4096), {}]]
-
-    def run(m):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = comfy.sample.sample(m, noise, args.steps, 1.0, "euler", args.scheduler, cond, cond, latent,
-                                  noise_mask=mask, seed=1, disable_pbar=True)
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0, out
-
-    counter = SyncCounter()
-    results = {"ours": [], "native": []}
     with torch.inference_mode():
-        run(ours), run(native)  # warm-up (model load, allocator)
-        pairs = []
-        for r in range(args.repeats):  # alternate the order so that drifting machine load hits both alike
-            order = (("ours", ours), ("native", native)) if r % 2 == 0 else (("native", native), ("ours", ours))
-            t = {name: run(m)[0] for name, m in order}
-            for name in t:
-                results[name].append(t[name])
-            pairs.append(t["ours"] / t["native"])
+        results, pairs = paired_times(run, ours, native, args.repeats)
         _, out_ours = run(ours)
         _, out_native = run(native)
 
         # host syncs in the per-step mask function, during a real sampling run
-        counts = {}
-        counter.install(cuda)
-        try:
-            for name, m in (("ours", ours), ("native", native)):
-                fn = m.model_options["denoise_mask_function"]
-                m.model_options["denoise_mask_function"] = counter.wrap(fn, cuda)
-                counter.count = counter.calls = 0
-                run(m)
-                counts[name] = (counter.count, counter.calls)
-                m.model_options["denoise_mask_function"] = fn
-        finally:
-            counter.uninstall()
+        counts = count_host_syncs(run, {"ours": ours, "native": native}, cuda)
 
         # the mask function alone
         dev = model.load_device

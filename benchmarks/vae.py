@@ -11,9 +11,9 @@ Random weights (fan-in scaled), real Wan 2.1 width, fp32 on the CPU.
 
 CPU: for every size, decode and encode untiled and tiled (``:tile/overlap`` in pixels; native
 runs what VAEDecodeTiled/VAEEncodeTiled run, all frames per tile); a decode length sweep over
-5, 9, 17 and 33 pixel frames; ``--png`` draws peak memory against resolution (Pillow). With CUDA
-(not run where no GPU is present): 81 frames at 832x480 and 1280x720, bf16 and fp32 decode,
-untiled, cache offload, tiled and tiled + offload.
+5, 9, 17 and 33 pixel frames; ``--png`` draws peak memory against resolution (Pillow). The CUDA
+suite (81 frames at 832x480 and 1280x720, bf16 and fp32 decode, untiled, cache offload, tiled and
+tiled + offload) is ``benchmarks/gpu_check.py``, which uses this module's helpers.
 """
 from __future__ import annotations
 
@@ -313,49 +313,12 @@ def draw_chart(points, path: Path, title: str) -> None:
     img.save(path)
 
 
-def cuda_suite(native_sd, repeats, lines):
-    """81 frames at 832x480 and 1280x720, bf16 and fp32 decode: untiled, cache offload, tiled,
-    tiled + offload, against the issue's targets (peak <= 0.4x native, <= 0.2x with offload at
-    <= 1.15x time). Needs CUDA."""
-    dev = torch.device("cuda")
-    for dtype in (torch.bfloat16, torch.float32):
-        native = make_native(native_sd).to(dev, dtype)
-        ours = build_wan_vae(native_sd).set_precision(torch.float32, dtype).to(dev)
-        dname = str(dtype).replace("torch.", "")
-        for (wpx, hpx) in ((832, 480), (1280, 720)):
-            t, h, w = 21, hpx // 8, wpx // 8
-            z = torch.randn(1, 16, t, h, w, device=dev)
-            lines += [f"#### CUDA ({torch.cuda.get_device_name()}), {dname} decode, 81 frames {wpx}x{hpx}, "
-                      f"median of {repeats}", "", HEADER]
-            try:
-                n_out, n_t, n_m = measure(lambda: native.decode(z.to(dtype)).float().cpu(), dev, repeats)
-            except torch.OutOfMemoryError:
-                lines.append(f"| native | OOM | | | | | | | | |")
-                torch.cuda.empty_cache()
-                continue
-            for name, kw in (("decode", {}), ("decode, cache offload", {"offload": True}),
-                             ("decode, tiled 512/64", {"tile": 512, "overlap": 64}),
-                             ("decode, tiled 512/64 + offload", {"tile": 512, "overlap": 64, "offload": True})):
-                o_out, o_t, o_m = measure(lambda: ours.decode(z, **kw), dev, repeats)
-                e = memory.decode_bytes(ours, z.shape, **kw).peak
-                lines.append(row(name, o_t, n_t, o_m, n_m, e, f"{(o_out - n_out).abs().max().item():.2e}"))
-                del o_out
-            del n_out
-            torch.cuda.empty_cache()
-            lines.append("")
-        del native, ours
-        torch.cuda.empty_cache()
-    lines.append("Targets: peak <= 0.4x native; with cache offload <= 0.2x at <= 1.15x native time.")
-    lines.append("")
-
-
 def traced_native_decode(dtype: torch.dtype, shape) -> int:
     """Peak activation bytes of native's Wan VAE decode, counted by :mod:`vae.memory`'s allocator
     model on a meta copy (fused attention stood in, as on a GPU; the output stays on the device,
     as native keeps it)."""
     with torch.device("meta"):
-        m = NativeWanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                         temperal_downsample=[False, True, True]).to(dtype).eval()
+        m = native_wan_vae().to(dtype).eval()
     for mod in m.modules():
         if hasattr(mod, "optimized_attention"):
             mod.optimized_attention = lambda q, k, v: torch.empty_like(q)
@@ -381,9 +344,15 @@ def traced_suite(ours, lines):
     lines.append("")
 
 
+def native_wan_vae(dim: int = 96):
+    """ComfyUI's native Wan 2.1 VAE module (the real layout; ``dim`` 96 is the real width)."""
+    return NativeWanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                        temperal_downsample=[False, True, True])
+
+
 def make_native(sd):
-    m = NativeWanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                     temperal_downsample=[False, True, True])
+    """Native Wan VAE with the weights ``sd`` (its width read from them)."""
+    m = native_wan_vae(sd["encoder.conv1.weight"].shape[0])
     m.load_state_dict(sd)
     return m.eval()
 
@@ -409,9 +378,7 @@ def main():
     ap.add_argument("--traced", action="store_true", help="only the traced device working sets of the GPU cases")
     args = ap.parse_args()
     torch.manual_seed(0)
-    skeleton = NativeWanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                            temperal_downsample=[False, True, True])
-    sd = random_state_dict(skeleton)
+    sd = random_state_dict(native_wan_vae())
     native = make_native(sd)
     ours = build_wan_vae(sd)
     cpu = platform.processor() or platform.machine()
@@ -433,11 +400,9 @@ def main():
         for spec in args.sizes:
             f, h, w, tile, overlap = parse_size(spec)
             cpu_size(native, ours, f, h, w, tile, overlap, args.repeats, lines, points, set(args.cases))
-        if torch.cuda.is_available():
-            cuda_suite(sd, args.repeats, lines)
-        else:
-            lines.append("CUDA suite (81 frames at 832x480 and 1280x720, bf16 and fp32; untiled, cache offload, tiled, "
-                         "tiled + offload) not run: no CUDA device on this machine.")
+        lines.append("The CUDA suite (81 frames at 832x480 and 1280x720, bf16 and fp32; untiled, cache offload, "
+                     "tiled, tiled + offload; peak VRAM and time against native) is "
+                     "`python benchmarks/run.py gpu_check`.")
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -51,6 +51,11 @@ def pytest_pycollect_makemodule(module_path, parent):
     return None
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: has a CUDA path; runs with a real CUDA device (benchmarks/gpu_check.py "
+                                       "runs `pytest -m cuda` on a GPU machine) and skips with the reason without one")
+
+
 @pytest.fixture(scope="session")
 def comfyui_path() -> Path:
     path, why = find_comfyui()

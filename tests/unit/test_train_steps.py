@@ -215,6 +215,7 @@ def test_an_item_with_zero_weights_contributes_no_gradient(batch):
                                                                               model_b.parameters()))
 
 
+@pytest.mark.cuda
 def test_bucket_mode_moves_only_the_batch_to_the_device():
     from torch.overrides import TorchFunctionMode
 
