@@ -1,22 +1,18 @@
 """Flattening a UI-format workflow to API nodes: the root graph and each subgraph instance as a
-:class:`Scope` (inner nodes get the frontend's ids ``instance:inner``), with what each node's
-widgets hold (saved values, PrimitiveNodes, promoted widgets) and where each link comes from
-(through reroutes, bypassed nodes and subgraph boundaries)."""
+:class:`Scope` (inner nodes get the frontend's ids ``instance:inner``), nested instances as child
+scopes. What a node's widgets hold is :class:`~.widget_values.WidgetValues`; where a link comes
+from, :class:`~.link_sources.LinkSources`."""
 from __future__ import annotations
 
-import logging
-
 from .errors import WorkflowFormatError
-from .links import BYPASSED, FRONTEND_ONLY, MUTED, SUBGRAPH_INPUT, instance_inputs, links_of, types_match
+from .link_sources import LinkSources
+from .links import BYPASSED, FRONTEND_ONLY, MUTED, instance_inputs, links_of
 from .versions import (PROMOTED_STORE_SINCE, SKIP_DISABLED_SINCE, SORTED_DEFINITIONS_SINCE, dedupe_node_ids,
                        dedupes_subgraph_ids, parse_version)
-from .widgets import (FRONTEND_BUTTONS, FRONTEND_EXTRA_WIDGETS, VIEWPORT, has_seed_control, input_specs,
-                      read_widgets, viewport_state)
-
-log = logging.getLogger("wanmask_runner")
+from .widget_values import WidgetValues
 
 
-class Scope:
+class Scope(WidgetValues, LinkSources):
     """The root graph, or one instance of a subgraph (its nodes get ids ``instance:inner``)."""
 
     def __init__(self, conv: "Conversion", graph: dict, path: tuple = (), instance: dict | None = None,
@@ -95,209 +91,6 @@ class Scope:
         if link is None:
             raise WorkflowFormatError(f"{self.where(node)}: link {link_id} is missing from the workflow's links")
         return link
-
-    # ---- widget values ------------------------------------------------------------------
-    def widget_values(self, node: dict) -> dict:
-        """name -> value of a node's widgets: the saved ``widgets_values`` (defaults for widgets the
-        saved list lacks), then what PrimitiveNodes set. Subgraph instances: their promoted widgets."""
-        if node["id"] in self.widget_cache:
-            return self.widget_cache[node["id"]]
-        if self.is_instance(node):
-            child = self.child(node)
-            values = {child.definition["inputs"][k]["name"]: v for k, v in child.promoted.items()}
-        else:
-            values = {}
-            info = self.conv.object_info.get(node.get("type"))
-            saved = node.get("widgets_values")
-            if isinstance(saved, dict):  # some nodes save a dict by name
-                values.update(saved)
-            elif info is not None:
-                saved = list(saved or [])
-                buttons = FRONTEND_BUTTONS.get(node.get("type"))
-                if buttons and len(saved) > 1 and saved[1:1 + len(buttons)] == list(buttons.values()):
-                    del saved[1:1 + len(buttons)]  # saved after the first widget, sent as they are
-                    values.update(buttons)
-                specs = input_specs(info)
-                pos = read_widgets(specs, saved, 0, values)
-                for name, kind, _ in specs:
-                    if kind != VIEWPORT or name not in values:
-                        continue
-                    values[name] = viewport_state(node)
-                    if node.get("type") in FRONTEND_BUTTONS:  # Load3D: its outputs are the captures
-                        log.warning("%s: its 3D viewer's scene captures (image, mask, normal) are rendered by the "
-                                    "browser when the frontend queues; headless they are empty and the camera is "
-                                    "the one saved on the node", self.where(node))
-                extra = FRONTEND_EXTRA_WIDGETS.get(node.get("type"))
-                if extra:  # widgets the frontend adds to this node (the server takes any input)
-                    values.update(extra(saved[pos:]))
-        for (node_id, name), value in self.primitive_values.items():
-            if node_id == node["id"]:
-                values[name] = value
-        self.widget_cache[node["id"]] = values
-        return values
-
-    def _apply_primitive(self, primitive: dict):
-        """A PrimitiveNode copies its value into the widget of every input it is linked to (as the
-        frontend's applyToGraph does before converting)."""
-        saved = primitive.get("widgets_values")
-        if not isinstance(saved, list) or not saved:
-            return
-        for out in primitive.get("outputs") or []:
-            for link_id in out.get("links") or []:
-                link = self.links.get(link_id)
-                target = self.nodes.get(link[2]) if link else None
-                if target is None:
-                    continue
-                slot = link[3]
-                if self.is_instance(target):  # its promoted widget of that input
-                    inputs = instance_inputs(target, self.conv.definitions[target["type"]])
-                    name = inputs[slot]["name"] if slot < len(inputs) else None
-                else:
-                    inputs = target.get("inputs") or []
-                    inp = inputs[slot] if slot < len(inputs) else None
-                    name = (inp.get("widget") or {}).get("name") if inp else None
-                if name:
-                    self.primitive_values[(target["id"], name)] = saved[0]
-            break  # the primitive's one output
-
-    def _inherit_primitives(self):
-        """Older frontends: a PrimitiveNode linked to an instance's input sets the widgets inside
-        that the input feeds (today's keep the instance's widget apart)."""
-        for (node_id, name), value in self.parent.primitive_values.items():
-            if node_id != self.instance["id"]:
-                continue
-            for k, sg_input in enumerate(self.definition.get("inputs") or []):
-                if sg_input.get("name") != name:
-                    continue
-                for link_id in sg_input.get("linkIds") or []:
-                    link = self.links.get(link_id)
-                    target = self.nodes.get(link[2]) if link else None
-                    inputs = self.inputs_of(target) if target else []
-                    inp = inputs[link[3]] if target and link[3] < len(inputs) else {}
-                    widget = (inp.get("widget") or {}).get("name") or (inp.get("name") if self.is_instance(target) else None)
-                    if widget:
-                        self.primitive_values[(target["id"], widget)] = value
-
-    def _promote(self):
-        """The instance's widgets for subgraph inputs that lead to a widget inside: their value is the
-        instance's ``widgets_values`` (in input order), else the inner widget's own value."""
-        definition, instance = self.definition, self.instance
-        saved = instance.get("widgets_values")
-        saved = saved if isinstance(saved, list) else []
-        if self.conv.configured_too_early(definition, self.parent.definition):
-            saved = []
-        promoted = []
-        for k, sg_input in enumerate(definition.get("inputs") or []):
-            source = self._widget_source(sg_input)
-            if source is not None:
-                promoted.append((k, source))
-        extra = len(saved) > len(promoted)
-        pos = 0
-        for k, (node, name, has_control) in promoted:
-            value = saved[pos] if pos < len(saved) else None
-            self.promoted[k] = value if value is not None else self.widget_values(node).get(name)
-            pos += 2 if extra and has_control else 1
-        for (node_id, name), value in self.parent.primitive_values.items() if self.parent else ():
-            if node_id == instance["id"]:
-                for k, sg_input in enumerate(definition.get("inputs") or []):
-                    if sg_input.get("name") == name and k in self.promoted:
-                        self.promoted[k] = value
-
-    def _widget_source(self, sg_input: dict):
-        """(inner node, widget name, has a control-after-generate value) that a subgraph input feeds."""
-        for link_id in sg_input.get("linkIds") or []:
-            link = self.links.get(link_id)
-            node = self.nodes.get(link[2]) if link else None
-            if node is None:
-                continue
-            inputs = self.inputs_of(node)
-            inp = inputs[link[3]] if link[3] < len(inputs) else None
-            if inp is None:
-                continue
-            if self.is_instance(node):
-                if inp.get("slot") in self.child(node).promoted:
-                    return node, inp["name"], False
-                continue
-            widget = (inp.get("widget") or {}).get("name")
-            if widget:
-                info = self.conv.object_info.get(node.get("type")) or {}
-                spec = next((s for s in input_specs(info) if s[0] == widget), None)
-                return node, widget, bool(spec and has_seed_control(*spec))
-        return None
-
-    # ---- links --------------------------------------------------------------------------
-    def resolve_link(self, link_id, want_type, node: dict, visited: set):
-        """What a link into ``node`` carries: ("link", id, slot), ("value", v) or None (nothing)."""
-        origin_id, origin_slot, *_ = self.link(link_id, node)
-        if origin_id == SUBGRAPH_INPUT:
-            if self.definition is None:
-                raise WorkflowFormatError(f"{self.where(node)}: link {link_id} comes from a subgraph input, "
-                                          f"but the node is not in a subgraph")
-            count = len(self.definition.get("inputs") or [])
-            if not 0 <= origin_slot < count:
-                raise WorkflowFormatError(f"{self.where(node)}: link {link_id} comes from input {origin_slot} of "
-                                          f"its subgraph, which has {count}")
-            outer = self.by_slot.get(origin_slot) or {}
-            if outer.get("link") is None:
-                return ("value", self.promoted[origin_slot]) if origin_slot in self.promoted else None
-            return self.parent.resolve_link(outer["link"], outer.get("type"), self.instance, visited)
-        origin = self.nodes.get(origin_id)
-        if origin is None:
-            raise WorkflowFormatError(f"{self.where(node)}: link {link_id} comes from node "
-                                      f"{self.exec_id(origin_id)}, which is not in the workflow")
-        return self.resolve_output(origin, origin_slot, want_type, visited)
-
-    def resolve_output(self, node: dict, slot: int, want_type, visited: set):
-        key = (self.path, node["id"], slot)
-        if key in visited:
-            raise WorkflowFormatError(f"{self.where(node)}: its output {slot} loops back to itself through "
-                                      f"bypassed nodes, reroutes or subgraphs")
-        visited.add(key)
-        inputs = self.inputs_of(node)
-        if node.get("mode") == BYPASSED:
-            index = self._bypass_input(node, inputs, slot, want_type)
-            if index < 0 or index >= len(inputs) or inputs[index].get("link") is None:
-                return None
-            return self.resolve_link(inputs[index]["link"], inputs[index].get("type"), node, visited)
-        if self.drops_disabled_instance(node) and node.get("mode") == MUTED:
-            return ("link", self.exec_id(node["id"]), slot)  # a node that is not sent: the input goes
-        if self.is_instance(node):
-            child = self.child(node)
-            outputs = child.definition.get("outputs") or []
-            link_ids = outputs[slot].get("linkIds") or [] if slot < len(outputs) else []
-            inner = next((child.links[i] for i in link_ids if i in child.links), None)
-            if inner is None:
-                return None
-            if inner[0] == SUBGRAPH_INPUT:  # an input wired straight through to an output
-                outer = child.by_slot.get(inner[1]) or {}
-                if outer.get("link") is None:
-                    return None
-                return self.resolve_link(outer["link"], want_type, node, visited)
-            origin = child.nodes.get(inner[0])
-            if origin is None:
-                raise WorkflowFormatError(f"{self.where(node)}: output {slot} of its subgraph comes from node "
-                                          f"{inner[0]}, which is not in the subgraph")
-            return child.resolve_output(origin, inner[1], want_type, visited)
-        if node.get("type") in FRONTEND_ONLY:  # reroutes pass their input through; primitives set widgets
-            if slot < len(inputs) and inputs[slot].get("link") is not None:
-                return self.resolve_link(inputs[slot]["link"], want_type, node, visited)
-            return None
-        return ("link", self.exec_id(node["id"]), slot)
-
-    def _bypass_input(self, node: dict, inputs: list, slot: int, want_type) -> int:
-        """The input a bypassed node passes to output ``slot`` (the frontend's rule), or -1."""
-        if want_type in ("*", "", None):
-            return slot if len(inputs) > slot else 0
-        outputs = self.outputs_of(node)
-        out_type = outputs[slot].get("type") if slot < len(outputs) else None
-        if slot < len(inputs) and types_match(inputs[slot].get("type"), out_type) and \
-                types_match(inputs[slot].get("type"), want_type):
-            return slot
-        exact = next((i for i, inp in enumerate(inputs) if inp.get("type") == want_type), -1)
-        if exact >= 0:
-            return exact
-        return next((i for i, inp in enumerate(inputs) if types_match(inp.get("type"), out_type)
-                     and types_match(inp.get("type"), want_type)), -1)
 
     # ---- conversion ---------------------------------------------------------------------
     def emit(self, prompt: dict):
