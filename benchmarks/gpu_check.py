@@ -33,6 +33,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -79,7 +80,7 @@ def parse_args(argv):
                     help=f"time budgets: total (default {TOTAL_BUDGET_S:.0f}) or a stage ({', '.join(STAGES)})")
     ap.add_argument("--stages", nargs="*", default=list(STAGES), choices=STAGES, help="stages to run (order: by value)")
     ap.add_argument("--models", default=os.environ.get("WANMASK_TEST_MODELS", ""),
-                    help="tiny Wan checkpoints (generated under --out when absent)")
+                    help="tiny Wan checkpoints (default: $WANMASK_TEST_MODELS, else generated in the temp folder)")
     ap.add_argument("--profile", choices=sorted(plans.PROFILES), help="device profile of the estimate")
     ap.add_argument("--estimate-only", action="store_true", help="print the plan's estimate and stop")
     return ap.parse_args(argv)
@@ -117,7 +118,7 @@ def missing_prerequisites(device: torch.device) -> list[str]:
     if not comfy or not (Path(comfy) / "comfy" / "sd.py").exists():
         lines.append("missing: ComfyUI: set COMFYUI_PATH to a tree unpacked by .ci/run "
                      "(e.g. ~/.cache/wanmask-ci/trees/ComfyUI-0.33.0) and use that version's venv")
-    for module in ("pytest", "safetensors", "psutil", "einops"):
+    for module in ("pytest", "safetensors", "einops"):
         if importlib.util.find_spec(module) is None:
             lines.append(f"missing: the Python module {module} "
                          "(run with .ci/run's venv, ~/.cache/wanmask-ci/venv-VERSION)")
@@ -208,8 +209,8 @@ def main(argv=None) -> int:
     command = "python benchmarks/run.py gpu_check " + " ".join(sys.argv[1:] if argv is None else argv)
     report = Report(out, command.strip(), plan.name, estimate_json(est), budgets)
     report.data["estimate_h100"] = {n: {"stages": e["stages"], "total": e["total"]} for n, e in reference.items()}
-    ctx = Context(device, plan, profile, out, Path(args.models).resolve() if args.models else out / "tiny-models",
-                  os.environ["COMFYUI_PATH"], t0 + budgets["total"])
+    models = Path(args.models).resolve() if args.models else Path(tempfile.gettempdir()) / "wanmask_tiny_models"
+    ctx = Context(device, plan, profile, out, models, os.environ["COMFYUI_PATH"], t0 + budgets["total"])
     start_watchdog(report, budgets["total"] - (time.monotonic() - t0) + GRACE_S)
     if "sampler" in args.stages:
         from .gpu.sampler_stage import start_tiny_models

@@ -61,8 +61,8 @@ class Report:
 
     def save(self) -> None:
         self.data["updated_utc"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        self.data["targets"] = targets.evaluate(self.data)
         clean = finite(self.data)
+        clean["targets"] = self.data["targets"] = targets.evaluate(clean)
         write_atomic(self.out / JSON_NAME, json.dumps(clean, indent=1, allow_nan=False, default=str) + "\n")
         write_atomic(self.out / MD_NAME, markdown(clean))
 

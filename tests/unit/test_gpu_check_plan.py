@@ -42,7 +42,7 @@ def test_calibration_scales_the_cases_still_to_run_by_the_measured_rate():
 
 
 def gpu_rows(peaks: dict, times: dict) -> dict:
-    rows = [{"size": "81x480x832", "dtype": "bf16", "case": c, "status": "measured", "peak_bytes": peaks[c],
+    rows = [{"size": "81x480x832", "dtype": "bf16", "case": c, "label": c, "status": "measured", "peak_bytes": peaks[c],
              "time_s": times[c], "vs_untiled_max": 0.5 if "tiled" in c else None} for c in peaks]
     return {"env": {"cuda_device": "NVIDIA H100", "link_h2d_gbs": 50.0},
             "vae": {"rows": rows, "traffic": {"81x480x832 bf16": {"bytes_per_latent_frame": 2**30, "latent_frames": 21,
@@ -69,3 +69,44 @@ def test_without_a_gpu_every_target_is_not_measured_with_the_reason():
     data["env"] = {"cuda_device": None}
     (untiled,) = targets.evaluate(data)
     assert untiled["verdict"] == "not measured" and "CUDA only" in untiled["note"]
+
+
+def test_a_gpu_run_renders_every_table_and_a_strict_json(tmp_path):
+    """The CUDA-only fields (peaks, links, sync counts) go through the report as a GPU run fills them."""
+    import json
+
+    from comfyui_wanmasking.benchmarks.gpu.report import Report
+
+    gib = 2**30
+    report = Report(tmp_path, "python benchmarks/run.py gpu_check", "full", {"total": 452.0, "profile": "H100"}, {})
+    data = gpu_rows({"native": 4 * gib, "ours": 3 * gib, "offload": gib},
+                    {"native": 10.0, "ours": 9.0, "offload": 12.0})
+    report.data["env"] = {"cuda_device": "NVIDIA H100 80GB HBM3", "driver": "580.1", "torch": "2.14.1", "cuda": "13.0",
+                          "cudnn": 92400, "comfyui": "0.33.0", "python": "3.11", "tf32_cudnn": True,
+                          "tf32_matmul": False, "link_h2d_gbs": 52.0, "link_d2h_gbs": 50.0}
+    report.data["vae"].update(data["vae"], bf16_vs_fp32=[{"size": "81x480x832", "ours_max": 0.05, "native_max": 0.05,
+                                                          "ours_vs_native": 0.04}])
+    report.data["vae"]["rows"][1].update(traced_bytes=int(2.5 * gib), max_abs_diff=0.01, time_ratio=0.9,
+                                         peak_ratio=0.75)
+    report.data["sampler"] = {"measured": True, "latent": "[1, 16, 21, 60, 104]", "steps": 20, "repeats": 5,
+                              "step_s": {"ours": 0.010, "native": 0.0102}, "ratio_paired_median": 0.98,
+                              "ratio_min": 0.99, "kept": "patch bit-exact",
+                              "syncs_per_step": {"mask_function": {"ours": 0.0, "native": 1.0},
+                                                 "whole_call": {"ours": 0.1, "native": 1.1}}}
+    report.data["mask"] = {"shape": "81x720x1280", "latent": "[1, 16, 21, 90, 160]", "repeats": 15, "inner": 10,
+                           "rows": [{"case": "mask.amax() (one read)", "time_s": 1e-4, "x_amax": 1.0},
+                                    {"case": "pixel_mask_to_latent max/max", "time_s": 2e-4, "x_amax": 2.0}]}
+    report.data["tests"] = {"files": 2, "counts": {"passed": 10, "failed": 1, "error": 0, "skipped": 0},
+                            "cases": [{"name": "unit.test_x::test_y", "outcome": "failed", "message": "boom"}]}
+    report.data["vae"]["rows"][0]["time_s"] = float("nan")  # a stray NaN must not break the JSON
+    report.save()
+    md = (tmp_path / "gpu_check.md").read_text()
+    for text in ("NVIDIA H100 80GB HBM3", "52.0 GB/s", "| 81x480x832 | bf16 | ours |", "2.50 GiB / 3.00 GiB",
+                 "host syncs, mask function | 0 | 1 |", "pixel_mask_to_latent max/max", "unit.test_x::test_y: failed"):
+        assert text in md, text
+    saved = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert saved["vae"]["rows"][0]["time_s"] is None
+    assert "nan" not in md.lower()
+    verdicts = {t["target"]: t["verdict"] for t in saved["targets"]}
+    assert verdicts[targets.TEXT["syncs"]] == "met" and verdicts[targets.TEXT["step"]] == "met"
+    assert verdicts[targets.TEXT["mask"]] == "met" and verdicts[targets.TEXT["tests"]] == "missed"
