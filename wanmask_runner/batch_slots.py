@@ -264,7 +264,10 @@ def prepare(workflows: dict[str, dict]) -> dict:
     prompts = {key: to_api(wf, lambda: info, getattr(backend, "frontend_version", None),
                            getattr(backend, "node_replacements", None)) for key, wf in workflows.items()}
     kinds = {n.get("class_type") for p in prompts.values() for n in p.values() if isinstance(n, dict)}
-    return {"prompts": prompts, "object_info": {k: info[k] for k in kinds if k in info}, "instance": slot.label}
+    # as /object_info serves it: plain JSON (an embedded ComfyUI's declarations may hold its own enum objects,
+    # which the client, without ComfyUI, could not unpickle)
+    return json.loads(json.dumps({"prompts": prompts, "object_info": {k: info[k] for k in kinds if k in info},
+                                  "instance": slot.label}, default=str))
 
 
 def run_job(job: dict, files: dict[str, bytes]) -> dict:

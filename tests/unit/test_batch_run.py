@@ -125,3 +125,25 @@ def test_duplicate_ids_exit_2_before_anything_runs(tmp_path, capsys):
         code = cli.main(["batch", str(tmp_path / "jobs.jsonl"), "--server", a.url, "--out", str(tmp_path / "out")])
     assert code == 2 and a.prompts == [] and not (tmp_path / "out").exists()
     assert "jobs.jsonl:2: job id 'j0' again (first at jobs.jsonl:1)" in capsys.readouterr().err
+
+
+def test_a_joined_cluster_runs_the_jobs_on_the_workers_started_with_the_preload(tmp_path):
+    from distributed import LocalCluster
+
+    from comfyui_wanmasking.wanmask_runner.batch_cluster import ClusterError
+
+    write_mask_jobs(tmp_path, 3)
+    preload = "comfyui_wanmasking.wanmask_runner.batch_worker"
+    with stub() as a:
+        with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as bare:
+            with pytest.raises(ClusterError, match="--preload wanmask_runner.batch_worker"):
+                run_batch(tmp_path / "jobs.jsonl", scheduler=bare.scheduler_address, out_dir=tmp_path / "o1",
+                          progress=False)
+        with LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None,
+                          resources={"comfyui": 1}, preload=[preload],
+                          preload_argv=["--wanmask-server", a.url]) as cluster:
+            records = run_batch(tmp_path / "jobs.jsonl", scheduler=cluster.scheduler_address,
+                                out_dir=tmp_path / "out", progress=False)
+            assert len(cluster.workers) == 2  # the batch leaves a cluster it joined running
+    assert [r["status"] for r in records] == ["done"] * 3 and {r["instance"] for r in records} == {a.url}
+    assert len(a.prompts) == 3
