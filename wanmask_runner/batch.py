@@ -157,7 +157,9 @@ def run_jobs(to_run, docs, roots, records, specs, *, subfolder, servers, comfyui
         except (ValueError, ClusterError):  # a workflow that does not convert (WorkflowFormatError) stays one
             raise
         except Exception as e:
-            raise ClusterError(f"no slot could read the workflows: {type(e).__name__}: {e}") from e
+            hint = (" (start the scheduler and the workers from the pack's folder, or with the pack installed, "
+                    "as this command)") if "deserializ" in str(e) else ""
+            raise ClusterError(f"no slot could read the workflows: {type(e).__name__}: {e}{hint}") from e
         prompts = {Path(k): v for k, v in prepared["prompts"].items()}
         plans = plan_jobs(to_run, prompts, prepared["object_info"], roots)
         bar = BatchProgress(len(plans), enabled=progress)

@@ -8,7 +8,7 @@ Paths are relative to the JOBS file. A local file given to a file input (LoadIma
 uploaded to the instance that runs the job. Outputs: OUT/<job id>/; the record: OUT/results.jsonl.
 Running the same command again skips the jobs recorded done whose files are unchanged.
 
-Exit codes: 0 every job done; 1 some job failed; 2 the batch was refused before anything ran (JOBS file,
+Batch exit codes: 0 every job done; 1 some job failed; 2 the batch was refused before anything ran (JOBS file,
 overrides, files outside the working folder); 3 bad usage, no ComfyUI reachable, or the batch extra missing;
 130 interrupted (Ctrl-C; what finished is recorded, the next run resumes).
 """

@@ -18,16 +18,16 @@ SIZE = 32
 MODEL_NODE, MASK_NODE, SEED_NODE = "1", "4", "6"
 
 
-def tiny_masked_t2v(steps: int = 1) -> dict:
+def tiny_masked_t2v(steps: int = 1, sample: bool = True) -> dict:
     """The API-format job graph; node 4 loads the shot's mask file, node 6 samples with the shot's seed, node 7
-    saves the latent."""
+    saves the latent (without ``sample``: the masked latent, so that no model runs and a job takes a few ms)."""
     g = Graph()
     model, cond = tiny_t2v_model(g), zero_cond(g)
     latent = g.add("EmptyHunyuanLatentVideo", width=SIZE, height=SIZE, length=1, batch_size=1)
     mask = g.add("LoadImageMask", image="placeholder.png", channel="red")
     masked = g.add("WanMaskToLatent", samples=latent, mask=mask, temporal="max", spatial="max", grow=0)
     sampled = ksampler(g, model, cond, masked, steps=steps)
-    g.add("SaveLatent", samples=sampled, filename_prefix="wanmask_batch/shot")
+    g.add("SaveLatent", samples=sampled if sample else masked, filename_prefix="wanmask_batch/shot")
     assert (model.id, mask.id, sampled.id) == (MODEL_NODE, MASK_NODE, SEED_NODE), "node ids moved: update them"
     return g.prompt
 
@@ -42,17 +42,16 @@ def write_mask(path: Path, index: int) -> Path:
     return path
 
 
-def write_shots(folder: Path, count: int, workflow: Path | None = None, seed0: int = 100) -> tuple[Path, list[dict]]:
-    """``count`` shots in ``folder``: the workflow (``job.json`` unless given), a mask per shot under
-    ``masks/``, and the job list (id, workflow, set) as written to ``jobs.jsonl``."""
+def write_shots(folder: Path, count: int, workflow: dict | None = None, seed0: int = 100) -> tuple[Path, list[dict]]:
+    """``count`` shots in ``folder``: the workflow (``job.json``: ``workflow``, default the tiny masked T2V), a
+    mask per shot under ``masks/``, and the job list (id, workflow, set) as written to ``jobs.jsonl``."""
     folder.mkdir(parents=True, exist_ok=True)
-    if workflow is None:
-        workflow = folder / "job.json"
-        workflow.write_text(json.dumps(tiny_masked_t2v()))
+    path = folder / "job.json"
+    path.write_text(json.dumps(workflow or tiny_masked_t2v()))
     jobs = []
     for i in range(count):
         mask = write_mask(folder / "masks" / f"shot{i:03d}_mask.png", i)
-        jobs.append({"id": f"shot{i:03d}", "workflow": workflow.name if workflow.parent == folder else str(workflow),
+        jobs.append({"id": f"shot{i:03d}", "workflow": path.name,
                      "set": {f"{MASK_NODE}.image": str(mask.relative_to(folder)), f"{SEED_NODE}.seed": seed0 + i}})
     return write_jsonl(folder / "jobs.jsonl", jobs), jobs
 

@@ -147,3 +147,17 @@ def test_a_joined_cluster_runs_the_jobs_on_the_workers_started_with_the_preload(
             assert len(cluster.workers) == 2  # the batch leaves a cluster it joined running
     assert [r["status"] for r in records] == ["done"] * 3 and {r["instance"] for r in records} == {a.url}
     assert len(a.prompts) == 3
+
+
+def test_batch_help_and_readme_give_the_same_exit_codes():
+    from pathlib import Path
+
+    from comfyui_wanmasking.wanmask_runner.batch_cli import build_batch_parser
+
+    def sentence(text):
+        flat = " ".join(text.replace("`", "").replace("* ", " ").split())
+        start = flat.index("Batch exit codes:")
+        return flat[start:flat.index("resumes).", start) + len("resumes).")]
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert sentence(build_batch_parser().format_help()) == sentence(readme)
