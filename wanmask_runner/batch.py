@@ -79,6 +79,9 @@ def run_batch(jobs, *, servers=(), comfyui=None, workers: int = 1, scheduler: st
     """
     if sum(map(bool, (servers, scheduler, comfyui))) > 1:
         raise ValueError("give one of servers, comfyui or scheduler")
+    twice = sorted({u for u in servers if [v.rstrip("/") for v in servers].count(u.rstrip("/")) > 1})
+    if twice:
+        raise ValueError(f"--server {', '.join(twice)} given more than once; a server runs one job at a time")
     if retries < 0 or workers < 1:
         raise ValueError(f"retries must be >= 0 and workers >= 1 (got {retries}, {workers})")
     started = time.monotonic()

@@ -67,7 +67,8 @@ class BatchLoop:
             elif kind == "attempt-failed":
                 tries = self.attempts.setdefault(job, [{"instance": msg["instance"], "start": None}])
                 tries[-1]["error"] = msg["error"]
-                self.running.pop(msg["instance"], None)
+                if self.running.get(msg["instance"], (None,))[0] == job:
+                    self.running.pop(msg["instance"])
             elif kind == "slot-lost" and msg["instance"] not in self.lost:
                 self.lost[msg["instance"]] = msg["why"]
                 self.live -= 1
@@ -154,8 +155,8 @@ class BatchLoop:
         job = plan.job
         with self.lock:
             tries = list(self.attempts.get(job.id, []))
-            if res.get("instance"):
-                self.running.pop(res["instance"], None)
+            if self.running.get(res.get("instance"), (None,))[0] == job.id:  # (its slot may be on the next job)
+                self.running.pop(res["instance"])
         files, status, error = [], res["status"], res.get("error")
         if status == "done":
             files, refused = write_job_outputs(self.records.out, job.out, res["outputs"],

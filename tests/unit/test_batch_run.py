@@ -115,6 +115,8 @@ def test_a_server_down_at_start_is_left_out_and_none_up_exits_3(tmp_path, capsys
     code = cli.main(["batch", str(tmp_path / "jobs.jsonl"), "--server", dead, "--out", str(tmp_path / "o2"),
                      "--quiet"])
     assert code == 3 and f"ComfyUI at {dead} does not answer" in capsys.readouterr().err
+    code = cli.main(["batch", str(tmp_path / "jobs.jsonl"), "--server", dead, "--server", dead + "/"])
+    assert code == 3 and "given more than once" in capsys.readouterr().err
 
 
 def test_duplicate_ids_exit_2_before_anything_runs(tmp_path, capsys):
@@ -161,3 +163,19 @@ def test_batch_help_and_readme_give_the_same_exit_codes():
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert sentence(build_batch_parser().format_help()) == sentence(readme)
+
+
+def test_a_ui_format_workflow_is_converted_on_a_slot_and_its_overrides_checked_there(tmp_path, capsys):
+    from comfyui_wanmasking.tests.unit.stub_comfyui import MASK_WORKFLOW
+    from comfyui_wanmasking.wanmask_runner.workflow.convert import api_to_ui
+
+    write_mask_jobs(tmp_path, 2)
+    (tmp_path / "wf.json").write_text(json.dumps(api_to_ui(MASK_WORKFLOW, MASK_INFO)))  # as the browser saves it
+    with stub() as a:
+        records = run_batch(tmp_path / "jobs.jsonl", servers=[a.url], out_dir=tmp_path / "out", progress=False)
+        assert [r["status"] for r in records] == ["done", "done"]
+        assert sorted(p["2"]["inputs"]["seed"] for p in a.bodies.values()) == [0, 1]
+        (tmp_path / "bad.csv").write_text("id,workflow,Sampler.seed,Nowhere.seed\nx,wf.json,1,2\n")
+        code = cli.main(["batch", str(tmp_path / "bad.csv"), "--server", a.url, "--out", str(tmp_path / "o2")])
+    assert code == 2 and len(a.prompts) == 2  # refused after the conversion, before any job ran
+    assert "no node matches 'Nowhere'" in capsys.readouterr().err
