@@ -59,8 +59,9 @@ def direct(server: ComfyServer, folder: Path, jobs: list[dict], out: Path) -> fl
     backend = open_backend(server=server.url)
     start = time.perf_counter()
     for job in jobs:
+        seed = job["set"][f"{SEED_NODE}.seed"]
         run_workflow(workflow, backend=backend, out_dir=out / job["id"],
-                     overrides=[f"{MASK_NODE}.image={job['id']}_mask.png", f"{SEED_NODE}.seed={job['set'][f'{SEED_NODE}.seed']}"])
+                     overrides=[f"{MASK_NODE}.image={job['id']}_mask.png", f"{SEED_NODE}.seed={seed}"])
     return time.perf_counter() - start
 
 

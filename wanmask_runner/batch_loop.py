@@ -165,7 +165,8 @@ class BatchLoop:
                 status, error = "failed", "the workflow ran, but these output files were not written:\n" + \
                     "\n".join(refused)
         rec = {"id": job.id, "status": status, "out": job.out, "files": files, "instance": res.get("instance"),
-               "start": res.get("start"), "end": res.get("end"), "attempts": max(len(tries), 1 if res.get("start") else 0),
+               "start": res.get("start"), "end": res.get("end"),
+               "attempts": max(len(tries), 1 if res.get("start") else 0),
                "error": error, "node_errors": res.get("node_errors") or {},
                "retries": [{"instance": t["instance"], "error": t["error"]} for t in tries if t.get("error")],
                "prompt_id": res.get("prompt_id"), "cached_nodes": res.get("cached_nodes", []),

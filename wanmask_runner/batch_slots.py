@@ -293,7 +293,8 @@ def run_job(job: dict, files: dict[str, bytes]) -> dict:
             result.update(error=f"ComfyUI refused the prompt (validation):\n{run.describe()}",
                           node_errors=run.node_errors)
         elif not run.ok:
-            result.update(error=f"the workflow {run.status}:\n{run.describe()}", interrupted=run.status == "interrupted")
+            result.update(error=f"the workflow {run.status}:\n{run.describe()}",
+                          interrupted=run.status == "interrupted")
         else:
             ship_outputs(backend, run.outputs, result)
             result.update(status="done", outputs=run.outputs)

@@ -113,7 +113,8 @@ def test_files_outside_the_working_folder_are_refused_unless_allowed(tmp_path):
     work = tmp_path / "work"
     write_mask_jobs(work, 2)
     (work / "masks" / "link.png").symlink_to(outside / "secret.png")
-    (work / "jobs.csv").write_text("id,workflow,1.image\nup,wf.json,../outside/secret.png\nlink,wf.json,masks/link.png\n"
+    (work / "jobs.csv").write_text("id,workflow,1.image\nup,wf.json,../outside/secret.png\n"
+                                   "link,wf.json,masks/link.png\n"
                                    f"abs,wf.json,{work / 'masks' / 'm0.png'}\n")
     msg = refusal(work / "jobs.csv", cwd=work)
     resolved = outside / "secret.png"

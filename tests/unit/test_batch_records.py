@@ -35,7 +35,8 @@ def done(out: Path, job_id="a", spec="s1") -> dict:
 def test_a_done_job_is_skipped_while_its_files_and_spec_are_unchanged(tmp_path):
     out = tmp_path / "out"
     rec = done(out)
-    assert rec["files"] == [{"path": "a/sub/x.png", "sha256": hashlib.sha256(b"bytes of x.png").hexdigest(), "size": 14}]
+    digest = hashlib.sha256(b"bytes of x.png").hexdigest()
+    assert rec["files"] == [{"path": "a/sub/x.png", "sha256": digest, "size": 14}]
     assert Records(out).verdict(job(), "s1", retry_failed=False) == (False, "done")
     assert Records(out).verdict(job(), "s2", False) == (True, "its workflow, overrides or input files changed "
                                                               "since it ran")
