@@ -80,7 +80,7 @@ def batch_main(argv) -> int:
         print(f"{e}; the record: {args.out}/results.jsonl", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("interrupted before any job ran", file=sys.stderr)
+        print(f"interrupted; what finished is recorded in {args.out}/results.jsonl", file=sys.stderr)
         return 130
     except (ClusterError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

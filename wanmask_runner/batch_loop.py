@@ -59,9 +59,10 @@ class BatchLoop:
             kind, job = msg.get("kind"), msg.get("job")
             if kind == "start":
                 tries = self.attempts.setdefault(job, [])
-                if tries and tries[-1].get("error") is None and tries[-1]["instance"] != msg["instance"]:
+                if tries and tries[-1].get("error") is None and tries[-1].get("worker") != msg["worker"]:
                     tries[-1]["error"] = "its worker was lost mid-job (process died or left the cluster)"
-                tries.append({"instance": msg["instance"], "start": msg["time"], "error": None})
+                tries.append({"instance": msg["instance"], "worker": msg["worker"], "start": msg["time"],
+                              "error": None})
                 self.running[msg["instance"]] = (job, time.monotonic())
                 self.instances[msg["worker"]] = msg["instance"]
             elif kind == "attempt-failed":
