@@ -1,6 +1,6 @@
 """Masks and given frames under context windows, in a real ComfyUI on the tiny checkpoints.
 
-33 frames at 64x64 (latent [1, 16, 9, 8, 8]) in windows of 17 pixel frames (5 latent frames) with an
+33 frames at 32x32 (latent [1, 16, 9, 4, 4]; small, since the tiny VAE has the real one's width) in windows of 17 pixel frames (5 latent frames) with an
 overlap of 8 (2 latent frames on both versions). A test-only model wrapper records what the model
 receives per window (tests/integration/helper_nodes/windows_io.py); a run without windows gives the
 full-clip conditionings that each window must be an exact slice of.
@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 from comfyui_wanmasking.tests.integration.comfy_server import execution_error
 from comfyui_wanmasking.tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
 
-L, S, T = 33, 64, 9
+L, S, T = 33, 32, 9
+C = S // 8  # latent cells per side
 WINDOW = {"context_length": 17, "context_overlap": 8, "context_schedule": "standard_static"}
 NATIVE = "WanContextWindowsManual"
 
@@ -72,7 +73,7 @@ def media(io_dir) -> dict:
     g = torch.Generator().manual_seed(11)
     clip = torch.rand(L, S, S, 3, generator=g)
     box = torch.zeros(L, S, S)
-    box[:, 16:48, 8:40] = 1.0
+    box[:, S // 4:3 * S // 4, S // 8:5 * S // 8] = 1.0
     items = {"clip": {"image": clip, "mask": box}, "start": {"image": clip[:1]}, "end": {"image": clip[-1:]},
              "keys": {"image": clip[[0, 16, 32]]}, "ref": {"image": torch.rand(1, S, S, 3, generator=g)},
              "motion": {"image": torch.rand(7, S, S, 3, generator=g)}}
@@ -193,10 +194,10 @@ def test_t2v_noise_mask_equals_native_and_keeps_exactly(server, info, io_dir):
     """T2V with a noise mask and the sampler patch's exact keep, in the default (step-dependent) schedule:
     ours equals native (right for T2V on both versions), and the kept cells end at the input latent."""
     g0 = torch.Generator().manual_seed(2)
-    mask = torch.rand(1, 1, T, 8, 8, generator=g0)
-    mask[..., :3] = 0.0
+    mask = torch.rand(1, 1, T, C, C, generator=g0)
+    mask[..., :C // 2] = 0.0
     path = io_dir / "latent.safetensors"
-    save_file({"samples": torch.randn(1, 16, T, 8, 8, generator=g0), "noise_mask": mask}, str(path))
+    save_file({"samples": torch.randn(1, 16, T, C, C, generator=g0), "noise_mask": mask}, str(path))
     g = Graph()
     latent, cond = load(g, str(path))[2], zero_cond(g)
     model = patch(g, tiny_t2v_model(g))
@@ -317,7 +318,7 @@ def test_i2v_given_frames_as_guides_reach_every_window(server, info, io_dir, cas
     recorded = check_exact_slices(io_dir / "guided", full, "c_concat", 2, native_has_anchor(info), given)
     check_guides_are_the_given_frames(recorded, given)
     guided, exact = read(io_dir, "guided")["samples"], read(io_dir, "exact")["samples"]
-    assert guided.shape == exact.shape == (1, 16, t, 8, 8) and torch.isfinite(guided).all()
+    assert guided.shape == exact.shape == (1, 16, t, C, C) and torch.isfinite(guided).all()
     assert not torch.equal(guided, exact)
 
 

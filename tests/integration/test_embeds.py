@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 from comfyui_wanmasking.tests.integration.comfy_server import execution_error
 from comfyui_wanmasking.tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
 
-L, S = 17, 64  # 17 frames at 64x64 -> latent [1, 16, 5, 8, 8]
+L, S = 17, 32  # 17 frames at 32x32 -> latent [1, 16, 5, 4, 4] (small: the tiny VAE has the real width)
+C = S // 8  # latent cells per side
 T = 5
 
 
@@ -29,7 +30,7 @@ def media(io_dir):
     g = torch.Generator().manual_seed(5)
     clip = torch.rand(L, S, S, 3, generator=g)
     box = torch.zeros(L, S, S)
-    box[:, 16:48, 8:40] = 1.0
+    box[:, S // 4:3 * S // 4, S // 8:5 * S // 8] = 1.0
     return write_media(io_dir, {
         "clip": {"image": clip, "mask": box},
         "start1": {"image": clip[:1]},
@@ -97,12 +98,12 @@ def test_start_image_equals_native_WanImageToVideo(server, media, io_dir, start)
         g.add("WanMaskTestSave", path=str(io_dir / f"{name}_latent.safetensors"), latent=node[2])
     server.run_ok(g.prompt)
     n, o = read(io_dir / "native.safetensors"), read(io_dir / "ours.safetensors")
-    assert o["concat_latent_image"].shape == (1, 16, T, 8, 8)
+    assert o["concat_latent_image"].shape == (1, 16, T, C, C)
     assert max_diff(n["concat_latent_image"], o["concat_latent_image"]) == 0.0
-    assert n["concat_mask"].shape == (1, 1, T, 8, 8) and o["concat_mask"].shape == (1, 4, T, 8, 8)
-    assert max_diff(n["concat_mask"].expand(1, 4, T, 8, 8), o["concat_mask"]) == 0.0
+    assert n["concat_mask"].shape == (1, 1, T, C, C) and o["concat_mask"].shape == (1, 4, T, C, C)
+    assert max_diff(n["concat_mask"].expand(1, 4, T, C, C), o["concat_mask"]) == 0.0
     nl, ol = read(io_dir / "native_latent.safetensors"), read(io_dir / "ours_latent.safetensors")
-    assert max_diff(nl["samples"], ol["samples"]) == 0.0 and ol["samples"].shape == (1, 16, T, 8, 8)
+    assert max_diff(nl["samples"], ol["samples"]) == 0.0 and ol["samples"].shape == (1, 16, T, C, C)
 
 
 def test_latent_strength_scales_the_given_latent_toward_the_empty_latent(server, media, io_dir):
@@ -136,7 +137,7 @@ def test_three_start_frames_differ_from_native_by_the_slot_fix(server, media, io
     server.run_ok(g.prompt)
     n, o = read(io_dir / "native.safetensors"), read(io_dir / "ours.safetensors")
     assert max_diff(n["concat_latent_image"], o["concat_latent_image"]) == 0.0
-    native_seen = n["concat_mask"].expand(1, 4, T, 8, 8)
+    native_seen = n["concat_mask"].expand(1, 4, T, C, C)
     assert native_seen[0, :, 1, 0, 0].tolist() == [1, 1, 1, 1]  # frames 1..4 all "generate"
     assert o["concat_mask"][0, :, 1, 0, 0].tolist() == [0, 0, 1, 1]  # frames 1, 2 given; 3, 4 generated
     assert max_diff(native_seen[:, :, 0], o["concat_mask"][:, :, 0]) == 0.0
@@ -184,7 +185,7 @@ def test_vace_equals_native_WanVaceToVideo(server, media, io_dir):
         g.add("WanMaskTestSave", path=str(io_dir / f"{name}_latent.safetensors"), latent=node[2])
     server.run_ok(g.prompt)
     n, o = read(io_dir / "native.safetensors"), read(io_dir / "ours.safetensors")
-    assert o["vace_frames.0"].shape == (1, 32, T + 1, 8, 8) and o["vace_mask.0"].shape == (1, 64, T + 1, 8, 8)
+    assert o["vace_frames.0"].shape == (1, 32, T + 1, C, C) and o["vace_mask.0"].shape == (1, 64, T + 1, C, C)
     for key in ("vace_frames.0", "vace_mask.0", "vace_strength.0", "int"):
         assert n[key].shape == o[key].shape, key
         assert max_diff(n[key], o[key]) == 0.0, key
@@ -210,13 +211,13 @@ def test_animate_mask_is_native_shifted_by_three_slots(server, media, io_dir):
     n, o = read(io_dir / "native.safetensors"), read(io_dir / "ours.safetensors")
     assert max_diff(n["concat_latent_image"], o["concat_latent_image"]) == 0.0
     assert float(n["int"]) == float(o["int"]) == 1.0
-    assert n["concat_mask"].shape == o["concat_mask"].shape == (1, 4, T + 1, 8, 8)
+    assert n["concat_mask"].shape == o["concat_mask"].shape == (1, 4, T + 1, C, C)
 
     def slot_view(m):  # [1, 4, 1+T, h, w] -> clip slots [4T, h, w]
-        return m[0, :, 1:].transpose(0, 1).reshape(4 * T, 8, 8)
+        return m[0, :, 1:].transpose(0, 1).reshape(4 * T, C, C)
     ns, os_ = slot_view(n["concat_mask"]), slot_view(o["concat_mask"])
     assert max_diff(os_[3:3 + L], ns[:L]) == 0.0  # ours slot f+3 == native slot f
-    assert max_diff(os_[:3], ns[:1].expand(3, 8, 8)) == 0.0  # frame 0 repeated into slots 0..2
+    assert max_diff(os_[:3], ns[:1].expand(3, C, C)) == 0.0  # frame 0 repeated into slots 0..2
     # the reference latent block is all "given" in both
     assert (o["concat_mask"][:, :, 0] == 0).all() and max_diff(n["concat_mask"][:, :, 0], o["concat_mask"][:, :, 0]) == 0.0
 
@@ -301,7 +302,7 @@ def test_i2v_sampled_end_to_end_keeps_the_given_latents(server, media, io_dir):
     g.add("WanMaskTestSave", path=str(io_dir / "after.safetensors"), latent=sampled, image=decoded)
     server.run_ok(g.prompt)
     c, before, after = (read(io_dir / f"{n}.safetensors") for n in ("cond", "before", "after"))
-    assert c["concat_latent_image"].shape == (1, 16, T + 1, 8, 8) and float(c["int"]) == 1.0
+    assert c["concat_latent_image"].shape == (1, 16, T + 1, C, C) and float(c["int"]) == 1.0
     assert before["noise_mask"][0, 0, :, 0, 0].tolist() == [0, 1, 1, 1, 1, 0]
     known = after["samples"][:, :, [0, T]]
     assert max_diff(known, c["concat_latent_image"][:, :, [0, T]]) < 1e-4
@@ -327,7 +328,7 @@ def test_i2v_keyframes_sampled_end_to_end(server, media, io_dir):
     assert c["concat_mask"][0, :, :, 0, 0].transpose(0, 1).tolist() == [
         [0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]]
     after = read(io_dir / "after.safetensors")
-    assert after["samples"].shape == (1, 16, T, 8, 8) and torch.isfinite(after["samples"]).all()
+    assert after["samples"].shape == (1, 16, T, C, C) and torch.isfinite(after["samples"]).all()
     assert after["image"].shape == (L, S, S, 3)
 
 
@@ -349,10 +350,10 @@ def test_vace_with_temporal_mask_sampled_end_to_end(server, media, io_dir):
     c, after = read(io_dir / "cond.safetensors"), read(io_dir / "after.safetensors")
     assert after["mask"].flatten(1).amax(1).tolist() == [0] * 5 + [1] * (L - 5)
     vm = c["vace_mask.0"]
-    assert vm.shape == (1, 64, T + 1, 8, 8)
+    assert vm.shape == (1, 64, T + 1, C, C)
     # nearest-exact picks frames 1, 5, 9, 13 for latents 0..3 (after the reference): only latent 0 is kept
     assert vm[0, :, :, 0, 0].amax(0).tolist() == [0, 0, 1, 1, 1, 1]
-    assert after["samples"].shape == (1, 16, T, 8, 8) and after["image"].shape == (L, S, S, 3)
+    assert after["samples"].shape == (1, 16, T, C, C) and after["image"].shape == (L, S, S, 3)
 
 
 def test_animate_sampled_end_to_end_on_the_tiny_i2v_model(server, media, io_dir):
@@ -366,7 +367,7 @@ def test_animate_sampled_end_to_end_on_the_tiny_i2v_model(server, media, io_dir)
           image=g.add("VAEDecode", samples=trimmed, vae=vae))
     server.run_ok(g.prompt)
     after = read(io_dir / "after.safetensors")
-    assert after["samples"].shape == (1, 16, T, 8, 8) and after["image"].shape == (L, S, S, 3)
+    assert after["samples"].shape == (1, 16, T, C, C) and after["image"].shape == (L, S, S, 3)
 
 
 def test_first_last_sampled_on_the_tiny_flf2v_model_equals_native(server, media, io_dir):
@@ -391,7 +392,7 @@ def test_first_last_sampled_on_the_tiny_flf2v_model_equals_native(server, media,
               latent=ksampler(g, model, emb[0], emb[2], steps=2))
     server.run_ok(g.prompt)
     out = {name: read(io_dir / f"{name}.safetensors")["samples"] for name in runs}
-    assert out["ours"].shape == (1, 16, T, 8, 8) and torch.isfinite(out["ours"]).all()
+    assert out["ours"].shape == (1, 16, T, C, C) and torch.isfinite(out["ours"]).all()
     assert max_diff(out["ours"], out["native"]) == 0.0
     assert max_diff(out["ours"], out["swapped"]) > 1e-3
 
@@ -427,7 +428,7 @@ def test_animate_chunk_sampled_on_the_tiny_animate_model(server, io_dir):
     chunk("face2", n["drive"][0], n["face2"][0])
     server.run_ok(g.prompt, timeout=1200)
     out = {tag: read(io_dir / f"{tag}.safetensors")["samples"] for tag in ("base", "pose2", "face2")}
-    assert out["base"].shape == (1, 16, t, 8, 8) and torch.isfinite(out["base"]).all()
+    assert out["base"].shape == (1, 16, t, C, C) and torch.isfinite(out["base"]).all()
     print(f"\n[animate] |change| pose {max_diff(out['base'], out['pose2']):.4g}, "
           f"face {max_diff(out['base'], out['face2']):.4g}")
     assert max_diff(out["base"], out["pose2"]) > 1e-3
@@ -437,7 +438,7 @@ def test_animate_chunk_sampled_on_the_tiny_animate_model(server, io_dir):
 
 @pytest.mark.parametrize("case,pattern", [
     ("length", "length: 16 frames is not of the form 1+4k"),
-    ("size", "width/height: 72x64 (WxH) is not a multiple of 16"),
+    ("size", f"width/height: 72x{S} (WxH) is not a multiple of 16"),
     ("keyframe", "keyframe_indices: frame index 20"),
     ("overflow", "end_image: with fun_or_fl2v_model off"),
     ("pairing", "mask: bg_images is connected but mask is not"),

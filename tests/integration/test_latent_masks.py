@@ -9,14 +9,15 @@ from comfyui_wanmasking.masking.geometry import WAN21
 from comfyui_wanmasking.masking.latent_mask import latent_mask_to_pixel, pixel_mask_to_latent
 from comfyui_wanmasking.tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
 
-FRAMES, SIZE = 17, 64  # -> latent [1, 16, 5, 8, 8]
+FRAMES, SIZE = 17, 32  # -> latent [1, 16, 5, 4, 4] (small: the tiny VAE has the real width)
+C = SIZE // 8
 
 
 def moving_square(frames=FRAMES, size=SIZE, side=10, speed=7):
     m = torch.zeros(frames, size, size)
     for f in range(frames):
         x = (f * speed) % (size - side)
-        m[f, 22:22 + side, x:x + side] = 1
+        m[f, size // 3:size // 3 + side, x:x + side] = 1
     return m
 
 
@@ -54,9 +55,9 @@ def test_encode_mask_sample_decode_keeps_the_unmasked_latent(server, clip_file, 
     server.run_ok(g.prompt)
 
     before, after = load_file(str(io_dir / "before.safetensors")), load_file(str(io_dir / "after.safetensors"))
-    assert before["samples"].shape == (1, 16, 5, 8, 8)
-    assert before["noise_mask"].shape == (1, 1, 5, 8, 8)
-    expected = pixel_mask_to_latent(moving_square(), (1, 16, 5, 8, 8), WAN21)
+    assert before["samples"].shape == (1, 16, 5, C, C)
+    assert before["noise_mask"].shape == (1, 1, 5, C, C)
+    expected = pixel_mask_to_latent(moving_square(), (1, 16, 5, C, C), WAN21)
     assert torch.equal(before["noise_mask"], expected)
     assert after["image"].shape == (FRAMES, SIZE, SIZE, 3)
 
@@ -88,7 +89,7 @@ def test_native_noise_mask_preview_shows_comfyui_trilinear(server, clip_file, io
     # native leaves part of the moving square kept; the causal max mask covers all of it
     assert (res["native"]["mask"][user > 0] < 0.5).any()
     assert res["causal"]["mask"][user > 0].min() == 1
-    expected = latent_mask_to_pixel(pixel_mask_to_latent(user, (1, 16, 5, 8, 8), WAN21), WAN21)[0]
+    expected = latent_mask_to_pixel(pixel_mask_to_latent(user, (1, 16, 5, C, C), WAN21), WAN21)[0]
     assert torch.equal(res["causal"]["mask"], expected)
     # the overlay marks missed pixels (masked but kept) in yellow only for the native mask
     yellow = torch.tensor([1.0, 0.9, 0.0])

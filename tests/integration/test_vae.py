@@ -9,7 +9,8 @@ from safetensors.torch import load_file, save_file
 from comfyui_wanmasking.tests.integration.comfy_server import execution_error
 from comfyui_wanmasking.tests.integration.graphs import Graph, tiny_t2v_model, tiny_vae, zero_cond
 
-FRAMES, SIZE = 9, 64  # -> latent [1, 16, 3, 8, 8]
+FRAMES, SIZE = 9, 32  # -> latent [1, 16, 3, 4, 4] (small: the tiny VAE has the real width)
+C = SIZE // 8
 
 
 def our_vae(g: Graph, offload=False):
@@ -22,7 +23,15 @@ def clip_file(io_dir):
     g = torch.Generator().manual_seed(5)
     path = io_dir / "clip.safetensors"
     save_file({"image": torch.rand(FRAMES, SIZE, SIZE, 3, generator=g),
-               "samples": torch.randn(1, 16, 3, 8, 8, generator=g)}, str(path))
+               "samples": torch.randn(1, 16, 3, C, C, generator=g)}, str(path))
+    return path
+
+
+@pytest.fixture
+def wide_latent_file(io_dir):
+    """A 64x64 latent of 5 frames [1, 16, 2, 8, 8]: wide enough for tiles with an overlap on both sides."""
+    path = io_dir / "wide_latent.safetensors"
+    save_file({"samples": torch.randn(1, 16, 2, 8, 8, generator=torch.Generator().manual_seed(5))}, str(path))
     return path
 
 
@@ -72,7 +81,7 @@ def test_loader_vae_in_native_vaeencode_equals_native_encoding(server, clip_file
         g.add("WanMaskTestSave", path=str(io_dir / f"{name}.safetensors"), latent=node)
     server.run_ok(g.prompt)
     res = {n: load_file(str(io_dir / f"{n}.safetensors"))["samples"] for n in ("native", "ours", "explicit")}
-    assert res["native"].shape == (1, 16, 3, 8, 8)
+    assert res["native"].shape == (1, 16, 3, C, C)
     for name in ("ours", "explicit"):
         diff = (res[name] - res["native"]).abs().max().item()
         assert diff < 1e-4, f"{name} differs from native encoding by {diff:.3g}"
@@ -96,16 +105,16 @@ def test_loader_vae_in_wanimagetovideo_and_sampling(server, clip_file, io_dir):
     server.run_ok(g.prompt)
     native = load_file(str(io_dir / "native_concat.safetensors"))
     ours = load_file(str(io_dir / "ours_concat.safetensors"))
-    assert ours["concat_latent_image"].shape == (1, 16, 3, 8, 8)
+    assert ours["concat_latent_image"].shape == (1, 16, 3, C, C)
     assert (ours["concat_latent_image"] - native["concat_latent_image"]).abs().max() < 1e-4
     assert torch.equal(ours["concat_mask"], native["concat_mask"])
     video = load_file(str(io_dir / "video.safetensors"))["image"]
     assert video.shape == (FRAMES, SIZE, SIZE, 3) and torch.isfinite(video).all()
 
 
-def test_tiled_explicit_decode_runs_and_stays_close_to_untiled(server, clip_file, io_dir):
+def test_tiled_explicit_decode_runs_and_stays_close_to_untiled(server, wide_latent_file, io_dir):
     g = Graph()
-    clip = g.add("WanMaskTestLoad", path=str(clip_file))
+    clip = g.add("WanMaskTestLoad", path=str(wide_latent_file))
     vae = our_vae(g)
     untiled = g.add("WanMaskVAEDecode", samples=clip[2], vae=vae, tile_size=0, overlap=16, temporal_chunk=1)
     tiled = g.add("WanMaskVAEDecode", samples=clip[2], vae=vae, tile_size=48, overlap=16, temporal_chunk=1)
@@ -114,7 +123,7 @@ def test_tiled_explicit_decode_runs_and_stays_close_to_untiled(server, clip_file
     server.run_ok(g.prompt)
     a = load_file(str(io_dir / "untiled.safetensors"))["image"]
     b = load_file(str(io_dir / "tiled.safetensors"))["image"]
-    assert a.shape == b.shape == (FRAMES, SIZE, SIZE, 3)
+    assert a.shape == b.shape == (5, 64, 64, 3)
     diff = (a - b).abs()
     assert diff.max() > 0  # tiles really were decoded separately
     assert diff.mean() < 0.1
@@ -140,7 +149,7 @@ def test_frame_count_not_1_plus_4k_is_an_error_or_padded(server, io_dir):
                 frame_count="pad")
     g.add("WanMaskTestSave", path=str(io_dir / "padded.safetensors"), latent=enc)
     server.run_ok(g.prompt)
-    assert load_file(str(io_dir / "padded.safetensors"))["samples"].shape == (1, 16, 3, 8, 8)
+    assert load_file(str(io_dir / "padded.safetensors"))["samples"].shape == (1, 16, 3, C, C)
     assert "repeated the last frame 2 time(s)" in server.log_tail(200)
 
 
