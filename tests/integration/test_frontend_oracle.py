@@ -30,7 +30,7 @@ from comfyui_wanmasking.tests.integration.test_frontend import LOAD_AND_INSPECT,
 from comfyui_wanmasking.wanmask_runner.node_replacements import replace_then_convert
 from comfyui_wanmasking.wanmask_runner.server_backend import ServerBackend
 from comfyui_wanmasking.wanmask_runner.workflow.convert import ui_to_api
-from comfyui_wanmasking.wanmask_runner.workflow.versions import parse_version as _version
+from comfyui_wanmasking.wanmask_runner.workflow.versions import parse_version
 from comfyui_wanmasking.wanmask_runner.workflow.widgets import VIEWPORT, declared_input_names, input_specs
 
 HELD_BACK = ("video", "wan", "vace")  # templates kept out of this test (the acceptance set)
@@ -307,7 +307,7 @@ def test_runner_converts_like_the_frontend(oracle_browser, object_info, frontend
     mine = ui_to_api(workflow, object_info, frontend_version)
     diffs = differences(mine, frontend, object_info)
     seen, known, why = KNOWN.get(case.split(":", 1)[1], (None, set(), ""))
-    expected = known if seen is not None and seen[0] <= _version(frontend_version) <= seen[1] else set()
+    expected = known if seen is not None and seen[0] <= parse_version(frontend_version) <= seen[1] else set()
     (tally["differ"] if expected else tally["identical"]).append((case, why) if expected else case)
     detail = {nid: (mine.get(nid, {}).get("inputs"), frontend.get(nid, {}).get("inputs"))
               for nid in sorted({d[0] for d in diffs ^ expected})[:3]}
