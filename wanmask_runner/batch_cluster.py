@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 
 import dask
@@ -73,7 +74,7 @@ class BatchCluster:
 
     def __init__(self, *, servers=(), comfyui=None, workers: int = 1, scheduler: str | None = None,
                  comfy_args=(), gpus=None, timeout: float = 3600.0, retries: int = 2):
-        self.cluster = None
+        self.cluster, self.work_root = None, None
         with dask.config.set({"distributed.scheduler.allowed-failures": retries,
                               "distributed.scheduler.work-stealing": True}):
             if scheduler:
@@ -89,12 +90,13 @@ class BatchCluster:
                 gpus = detect_gpus() if gpus is None else list(gpus)
                 if gpus and workers > len(gpus):
                     log.warning("%d workers share %d GPU(s): GPU memory is shared too", workers, len(gpus))
+                self.work_root = tempfile.mkdtemp(prefix="wanmask-batch-")  # the slots' ComfyUI folders
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                             host="127.0.0.1", resources={RESOURCE: 1}, memory_limit=0,
                                             dashboard_address="127.0.0.1:0", preload=[preload_script()])
                 self.client = Client(self.cluster)
                 self.client.register_plugin(ComfySlots(comfyui=str(comfyui), comfy_args=comfy_args, gpus=gpus,
-                                                       timeout=timeout), name=PLUGIN)
+                                                       timeout=timeout, work_root=self.work_root), name=PLUGIN)
                 self.mode = f"{workers} embedded ComfyUI worker(s) from {comfyui}" + \
                     (f" on GPU(s) {', '.join(gpus)}" if gpus else "")
 
@@ -108,6 +110,8 @@ class BatchCluster:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        if self.work_root is not None:  # also the folders of a worker that was killed
+            shutil.rmtree(self.work_root, ignore_errors=True)
 
     def dashboard(self) -> str | None:
         """The dashboard's address, None when the scheduler serves none (bokeh missing)."""

@@ -115,9 +115,9 @@ class EmbeddedSlot:
     its own folders; the first job waits for it."""
     kind = "embedded"
 
-    def __init__(self, comfyui: str, comfy_args, tag: str, gpu: str | None, timeout: float):
+    def __init__(self, comfyui: str, comfy_args, tag: str, gpu: str | None, timeout: float, work_root=None):
         self.label = f"embedded {socket.gethostname()} {tag}" + (f" (GPU {gpu})" if gpu is not None else "")
-        self.work = Path(tempfile.mkdtemp(prefix="wanmask-slot-"))
+        self.work = Path(tempfile.mkdtemp(prefix="wanmask-slot-", dir=work_root))
         self.input = self.work / "input"
         for kind in ("input", "output", "temp", "user"):
             (self.work / kind).mkdir()
@@ -180,13 +180,15 @@ class EmbeddedSlot:
 
 class ComfySlots(WorkerPlugin):
     """Gives each worker its slot: ``servers[i]`` (worker name ``i``, as LocalCluster names them; any worker
-    when there is one server) or an embedded ComfyUI from ``comfyui`` (GPU ``gpus[i]``, when given)."""
+    when there is one server) or an embedded ComfyUI from ``comfyui`` (GPU ``gpus[i]``, when given; its
+    folders in a temporary folder under ``work_root``)."""
     name = PLUGIN
 
-    def __init__(self, servers=(), comfyui: str | None = None, comfy_args=(), gpus=(), timeout: float = 3600.0):
+    def __init__(self, servers=(), comfyui: str | None = None, comfy_args=(), gpus=(), timeout: float = 3600.0,
+                 work_root: str | None = None):
         if bool(servers) == bool(comfyui):
             raise ValueError("a slot is one of: a ComfyUI server URL, or a ComfyUI folder to embed")
-        self.servers, self.comfyui = list(servers), comfyui
+        self.servers, self.comfyui, self.work_root = list(servers), comfyui, work_root
         self.comfy_args, self.gpus, self.timeout = list(comfy_args), [str(g) for g in gpus], timeout
         self.slot = None
 
@@ -201,7 +203,7 @@ class ComfySlots(WorkerPlugin):
         if gpu is not None:  # before ComfyUI (and torch's CUDA) starts in this process
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         self.slot = EmbeddedSlot(self.comfyui, self.comfy_args, f"#{index}" if local else str(worker.name),
-                                 gpu or os.environ.get("CUDA_VISIBLE_DEVICES"), self.timeout)
+                                 gpu or os.environ.get("CUDA_VISIBLE_DEVICES"), self.timeout, self.work_root)
 
     def teardown(self, worker):
         if self.slot is not None:
