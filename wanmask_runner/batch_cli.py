@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import program_name
 from .workflow.errors import WorkflowFormatError
 
 
-def build_batch_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"{program_name()} batch", description=__doc__,
+def build_batch_parser(prog: str = "wanmask-run batch") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("jobs", metavar="JOBS", help="the jobs: .jsonl (one JSON job per line) or .csv")
     where = p.add_mutually_exclusive_group()
@@ -53,8 +52,9 @@ def build_batch_parser() -> argparse.ArgumentParser:
     return p
 
 
-def batch_main(argv) -> int:
-    args = build_batch_parser().parse_args(argv)
+def batch_main(argv, prog: str = "wanmask-run batch") -> int:
+    """The batch command (``prog``: how it was started, for --help); its exit code."""
+    args = build_batch_parser(prog).parse_args(argv)
     try:
         from .batch import run_batch
         from .batch_cluster import ClusterError

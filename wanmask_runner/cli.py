@@ -78,7 +78,7 @@ def main(argv=None) -> int:
         from .batch_cli import batch_main
 
         use_runner_logger()
-        return batch_main(argv[1:])
+        return batch_main(argv[1:], prog=f"{program_name()} batch")
     args = build_parser().parse_args(argv)
     use_runner_logger()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -15,6 +16,16 @@ pytest.importorskip("distributed")
 from comfyui_wanmasking.tests.unit.stub_comfyui import MASK_INFO, Stub, mask_outputs, write_mask_jobs  # noqa: E402
 from comfyui_wanmasking.wanmask_runner import cli  # noqa: E402
 from comfyui_wanmasking.wanmask_runner.batch import run_batch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def runner_logger_restored():
+    """cli.main gives the runner's logger a handler on this test's (captured) stderr: taken off again after."""
+    log = logging.getLogger("wanmask_runner")
+    saved = list(log.handlers), log.propagate, log.level
+    yield
+    log.handlers[:] = saved[0]
+    log.propagate, log.level = saved[1], saved[2]
 
 
 def stub(**kw) -> Stub:
