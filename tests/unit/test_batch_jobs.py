@@ -44,6 +44,17 @@ def test_jsonl_and_csv_give_the_same_jobs(tmp_path):
     assert len({f.upload_name for p in csv for f in p.files}) == 3  # different content, different names
 
 
+def test_two_jobs_files_of_one_name_get_different_upload_names(tmp_path):
+    write_mask_jobs(tmp_path, 0)
+    for shot in ("a", "b"):
+        (tmp_path / shot).mkdir()
+        (tmp_path / shot / "mask.png").write_bytes(f"mask of {shot}".encode())
+    (tmp_path / "jobs.csv").write_text("id,workflow,1.image\na,wf.json,a/mask.png\nb,wf.json,b/mask.png\n"
+                                       "again,wf.json,a/mask.png\n")
+    names = [p.files[0].upload_name for p in plans_of(tmp_path / "jobs.csv")]
+    assert names[0] != names[1] and names[0] == names[2] and all(n.endswith("-mask.png") for n in names)
+
+
 def test_a_semicolon_csv_from_a_european_spreadsheet_reads_too(tmp_path):
     write_mask_jobs(tmp_path, 1)
     (tmp_path / "jobs.csv").write_text("\ufeffid;workflow;2.seed\nj0;wf.json;5\n", encoding="utf-8")
