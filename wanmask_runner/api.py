@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable
 
 from .backends import open_backend
+from .local_inputs import send_local_files
 from .model_links import hints_for
 from .results import OutputGone, OutputPathError, RunResult, WorkflowError
 from .node_replacements import replace_then_convert
@@ -156,6 +157,7 @@ def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = Non
     wf = load_workflow(workflow) if not isinstance(workflow, dict) else json.loads(json.dumps(workflow))
     prompt = apply_overrides(to_api(wf, backend.object_info, getattr(backend, "frontend_version", None),
                                     getattr(backend, "node_replacements", None)), list(overrides))
+    send_local_files(prompt, list(overrides), backend.object_info, backend)  # --set LoadVideo.file=./clip.mp4
     prompt_id = str(uuid.uuid4())
     if on_event is not None:  # what the user calls each node, for the progress bar
         on_event("wanmask_prompt", {"prompt_id": prompt_id, "titles": node_titles(prompt)})

@@ -24,6 +24,8 @@ class Backend(Protocol):
 
     def interrupt(self) -> None: ...
 
+    def upload_input(self, subfolder: str, name: str, data: bytes) -> str: ...
+
 
 def open_backend(*, server: str | None = None, comfyui: str | os.PathLike | None = None, comfy_args=(),
                  timeout: float = 3600.0, extra_model_paths: dict | None = None) -> Backend:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from .workflow.convert import is_ui_format
 from .workflow.errors import WorkflowFormatError
-from .workflow.overrides import apply_overrides, parse_value
-from .workflow.widgets import UPLOAD_FLAGS, declared_input_names
+from .workflow.overrides import override_target, parse_value
+from .workflow.widgets import declared_input_names, upload_inputs
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 CSV_SUFFIXES = {".csv", ".tsv"}
@@ -267,33 +267,6 @@ def load_workflows(jobs: list[Job]) -> tuple[dict[Path, dict], list[str]]:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             problems.append(f"{job.where}: workflow {job.workflow} is not a JSON workflow ({e})")
     return docs, problems
-
-
-def override_target(prompt: dict, item: str) -> tuple[str, str, object]:
-    """(node id, input name, value) that one override sets, by the runner's own matching (raises
-    WorkflowFormatError when it names no node, or several)."""
-    skeleton = {nid: {"class_type": n.get("class_type"), "_meta": n.get("_meta", {}), "inputs": {}}
-                for nid, n in prompt.items()}
-    apply_overrides(skeleton, [item])
-    nid = next(nid for nid, n in skeleton.items() if n["inputs"])
-    (name, value), = skeleton[nid]["inputs"].items()
-    return nid, name, value
-
-
-def upload_inputs(object_info: dict, class_types) -> dict[str, set[str]]:
-    """Per node type, its file-choice inputs that take an uploaded file (a combo marked image_upload,
-    video_upload or audio_upload in /object_info, as the frontend's upload button)."""
-    out = {}
-    for kind in set(class_types):
-        info = object_info.get(kind) or {}
-        for section in ("required", "optional"):
-            for name, spec in (info.get("input", {}).get(section) or {}).items():
-                if not isinstance(spec, (list, tuple)) or not spec:
-                    continue
-                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-                if (isinstance(spec[0], list) or spec[0] == "COMBO") and any(opts.get(f) for f in UPLOAD_FLAGS):
-                    out.setdefault(kind, set()).add(name)
-    return out
 
 
 def sha256_file(path: Path) -> str:

@@ -53,16 +53,6 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
-    """A multipart/form-data body with ``fields`` and one file field ``image`` (as ComfyUI's upload wants)."""
-    boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
 class ServerSlot:
     kind = "server"
 
@@ -87,11 +77,7 @@ class ServerSlot:
 
     def upload(self, subfolder: str, name: str, data: bytes) -> str:
         """POST /upload/image into the input folder's ``subfolder``; the name ComfyUI gave it."""
-        body, kind = multipart({"subfolder": subfolder, "type": "input"}, name, data)
-        req = urllib.request.Request(self.url + "/upload/image", data=body, headers={"Content-Type": kind})
-        with urllib.request.urlopen(req, timeout=600) as r:
-            info = json.loads(r.read())
-        return f"{info.get('subfolder') or subfolder}/{info['name']}"
+        return self.backend.upload_input(subfolder, name, data)
 
     def cached_nodes(self, prompt_id: str) -> list[str]:
         """The nodes ComfyUI reused from its cache in this prompt (its history's execution_cached)."""

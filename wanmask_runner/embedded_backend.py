@@ -136,6 +136,18 @@ class EmbeddedBackend:
         except FileNotFoundError as e:
             raise OutputGone(f"{path} does not exist") from e
 
+    def upload_input(self, subfolder: str, name: str, data: bytes) -> str:
+        """Copy a file into this ComfyUI's input folder's ``subfolder`` (temp name, then rename); the
+        value a loader takes for it."""
+        import folder_paths
+
+        dest = Path(folder_paths.get_input_directory()) / subfolder / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+        return f"{subfolder}/{name}"
+
     def interrupt(self) -> None:
         self.compat.interrupt_processing()
 

@@ -15,6 +15,16 @@ from .results import OutputGone, RunResult, result_from_history
 log = logging.getLogger("wanmask_runner")
 
 
+def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body with ``fields`` and one file field ``image`` (as ComfyUI's upload wants)."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 class ServerUnreachable(ConnectionError):
     """Nothing answers at the server's URL (refused, unknown host, timed out)."""
 
@@ -64,6 +74,14 @@ class ServerBackend:
             if e.code == 404:
                 return {}
             raise
+
+    def upload_input(self, subfolder: str, name: str, data: bytes) -> str:
+        """POST /upload/image into the input folder's ``subfolder``; the value a loader takes for it."""
+        body, kind = multipart({"subfolder": subfolder, "type": "input", "overwrite": "true"}, name, data)
+        req = urllib.request.Request(self.url + "/upload/image", data=body, headers={"Content-Type": kind})
+        with self._open(req) as r:
+            info = json.loads(r.read())
+        return f"{info.get('subfolder') or subfolder}/{info['name']}"
 
     def interrupt(self) -> None:
         """Stop what the server is running now (POST /interrupt)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,14 +95,20 @@ def test_example_runs_end_to_end_through_the_runner(api_file, mode, server, tmp_
     where = ["--server", server.url] if mode == "server" else server.embedded_args(tmp_path / "temp")
     # --set by class name needs exactly one node of that class (two chunks have two KSamplers)
     seed = ["--set", "KSampler.seed=3"] if workflow.read_text().count('"KSampler"') == 1 else []
-    previews = ["--previews"] if api_file.stem == "t2v_fast_motion_inpaint" else []
-    r = run_cli(workflow, *where, "--out", out, *seed, *previews)
+    previews, local = [], []
+    if api_file.stem == "t2v_fast_motion_inpaint":  # previews asked for; the mask clip given as a local file
+        previews = ["--previews"]
+        shutil.copy(server.base / "input" / "wanmask_fast_motion_mask.mp4", tmp_path / f"my_mask_{mode}.mp4")
+        local = ["--set", f"9.file={tmp_path / f'my_mask_{mode}.mp4'}"]
+    r = run_cli(workflow, *where, "--out", out, *seed, *previews, *local)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "done: prompt" in r.stdout
     files = sorted(p.name for p in out.rglob("*") if p.is_file()) if out.exists() else []
     temp = [p.relative_to(out).parts[0] for p in out.rglob("*_temp_*")] if out.exists() else []
     assert temp == ["previews"] * len(temp) and (temp or not previews)  # previews only when asked, apart
     if api_file.stem == "t2v_fast_motion_inpaint":
+        sent = list((server.base / "input" / "wanmask-run").glob(f"*-my_mask_{mode}.mp4"))
+        assert len(sent) == 1 and f"as wanmask-run/{sent[0].name}" in r.stderr, r.stderr[-2000:]
         assert any(f.endswith(".mp4") for f in files) and sum("_temp_" in f and f.endswith(".png") for f in files) == 17
         if mode == "server":
             assert "3/3" in r.stderr  # the progress bar saw the sampler's steps over the websocket

@@ -50,3 +50,14 @@ def apply_overrides(prompt: dict, overrides: list[str]) -> dict:
                                       f"{node_ref!r}; use a node id instead")
         prompt[matches[0]]["inputs"][input_name] = parse_value(raw)
     return prompt
+
+
+def override_target(prompt: dict, item: str) -> tuple[str, str, object]:
+    """(node id, input name, value) that one override sets, by the runner's own matching (raises
+    WorkflowFormatError when it names no node, or several)."""
+    skeleton = {nid: {"class_type": n.get("class_type"), "_meta": n.get("_meta", {}), "inputs": {}}
+                for nid, n in prompt.items()}
+    apply_overrides(skeleton, [item])
+    nid = next(nid for nid, n in skeleton.items() if n["inputs"])
+    (name, value), = skeleton[nid]["inputs"].items()
+    return nid, name, value

@@ -154,3 +154,18 @@ def write_widgets(name: str, kind: str, opts: dict, inputs: dict, linked: bool =
             out += write_widgets(sub, sub_kind, sub_opts, inputs, prefix=f"{prefix}{name}.")
     return out
 
+
+def upload_inputs(object_info: dict, class_types) -> dict[str, set[str]]:
+    """Per node type, its file-choice inputs that take an uploaded file (a combo marked image_upload,
+    video_upload or audio_upload in /object_info, as the frontend's upload button)."""
+    out = {}
+    for kind in set(class_types):
+        info = object_info.get(kind) or {}
+        for section in ("required", "optional"):
+            for name, spec in (info.get("input", {}).get(section) or {}).items():
+                if not isinstance(spec, (list, tuple)) or not spec:
+                    continue
+                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                if (isinstance(spec[0], list) or spec[0] == "COMBO") and any(opts.get(f) for f in UPLOAD_FLAGS):
+                    out.setdefault(kind, set()).add(name)
+    return out
