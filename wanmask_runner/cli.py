@@ -50,11 +50,12 @@ def use_runner_logger() -> None:
     """The runner's own messages on stderr, once: its logger gets its own handler and does not
     propagate (embedded ComfyUI puts its handler on the root logger; both would print each line)."""
     log = logging.getLogger("wanmask_runner")
-    if not any(getattr(h, "wanmask_runner", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.wanmask_runner = True
-        log.addHandler(handler)
+    for old in [h for h in log.handlers if getattr(h, "wanmask_runner", False)]:
+        log.removeHandler(old)  # bound to an earlier stderr (ComfyUI and test captures replace it)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.wanmask_runner = True
+    log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
 
