@@ -220,11 +220,12 @@ def test_a_chain_of_reroutes_and_bypassed_nodes_collapses_to_its_source(chain, s
     assert prompt[str(ids[-1])]["inputs"]["x"] == [str(ids[0]), start]
 
 
-@pytest.mark.xfail(strict=True, reason="api_to_ui writes no value for a file combo's upload button, which ui_to_api "
-                                       "reads as one (serialized_count), so the widget after it is lost: found by the "
-                                       "round trip above, left as it is (issue 22 restructures only)")
 def test_a_file_combo_with_an_upload_button_round_trips():
+    """Found by the round trip above: api_to_ui wrote no value for the upload button, which ui_to_api reads
+    as one, so the widget after it was lost. The frontend saves "image" there (LoadImage, LoadVideo)."""
     info = {"Img": node_type({"image": (["a.png", "b.png"], {"image_upload": True}), "n": ("INT", {"default": 1})},
                              outputs=("IMAGE",))}
     prompt = {"1": {"class_type": "Img", "inputs": {"image": "b.png", "n": 5}, "_meta": {"title": "x"}}}
-    assert ui_to_api(api_to_ui(prompt, info), info) == prompt
+    ui = api_to_ui(prompt, info)
+    assert ui["nodes"][0]["widgets_values"] == ["b.png", "image", 5]
+    assert ui_to_api(ui, info) == prompt

@@ -149,6 +149,8 @@ def write_widgets(name: str, kind: str, opts: dict, inputs: dict, linked: bool =
     value = inputs.get(prefix + name)
     value = widget_default(kind, opts) if linked or value is None else value
     out = [value] + (["fixed"] if has_seed_control(prefix + name, kind, opts) else [])
+    if widget_kind(kind, opts) == "COMBO" and any(opts.get(f) for f in UPLOAD_FLAGS):
+        out.append(None if opts.get("audio_upload") else "image")  # the upload button, as the frontend saves it
     for sub, sub_kind, sub_opts in option_specs(kind, opts, value):
         if is_widget(sub_kind, sub_opts):
             out += write_widgets(sub, sub_kind, sub_opts, inputs, prefix=f"{prefix}{name}.")
