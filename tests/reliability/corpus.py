@@ -243,7 +243,7 @@ def _(g, d):
     i2v(g, d, length=16, start_image=image(g, d))
 
 
-@case("i2v_width_not_multiple_of_16", "72x64", "multiple of 16", "Use")
+@case("i2v_width_not_multiple_of_16", f"72x{SIZE}", "multiple of 16", "Use")
 def _(g, d):
     i2v(g, d, width=72, start_image=image(g, d))
 
@@ -289,7 +289,7 @@ def _(g, d):
     vace(g, d, length=20)
 
 
-@case("vace_height_not_multiple_of_16", "64x40", "multiple of 16")
+@case("vace_height_not_multiple_of_16", f"{SIZE}x40", "multiple of 16")
 def _(g, d):
     vace(g, d, height=40)
 
