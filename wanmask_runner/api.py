@@ -84,12 +84,12 @@ def save_outputs(result: "RunResult", backend, out_dir, prompt: dict | None = No
             for ref in refs if isinstance(refs, list) else []:
                 if not (isinstance(ref, dict) and isinstance(ref.get("filename"), str)):
                     continue
-                title = ((prompt or {}).get(node_id) or {}).get("_meta", {}).get("title")
-                where = (f"node {node_id}{f' ({title!r})' if title else ''}: {key} file {ref.get('filename')!r} "
-                         f"(subfolder {ref.get('subfolder', '')!r}, type {ref.get('type', 'output')!r})")
                 if ref.get("type") == "temp" and not previews:
                     result.previews_skipped += 1
                     continue
+                title = ((prompt or {}).get(node_id) or {}).get("_meta", {}).get("title")
+                where = (f"node {node_id}{f' ({title!r})' if title else ''}: {key} file {ref.get('filename')!r} "
+                         f"(subfolder {ref.get('subfolder', '')!r}, type {ref.get('type', 'output')!r})")
                 dest = output_destination(out / PREVIEWS if ref.get("type") == "temp" else out, ref)
                 if isinstance(dest, str):
                     refused.append(f"  {where}: {dest}")
