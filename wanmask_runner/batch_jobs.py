@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .local_inputs import content_name
 from .workflow.convert import is_ui_format
 from .workflow.errors import WorkflowFormatError
 from .workflow.overrides import override_target, parse_value
@@ -62,7 +63,7 @@ class InputFile:
     def upload_name(self) -> str:
         """The name it gets in ComfyUI's input folder (inside the batch's subfolder): its content hash
         first, so two jobs' different files never collide and one file is uploaded once."""
-        return f"{self.sha256[:12]}-{self.path.name}"
+        return content_name(self.sha256, self.path.name)
 
 
 @dataclass

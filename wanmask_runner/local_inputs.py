@@ -21,6 +21,12 @@ log = logging.getLogger("wanmask_runner")
 SUBFOLDER = "wanmask-run"  # where sent files land in ComfyUI's input folder
 
 
+def content_name(sha256_hex: str, filename: str) -> str:
+    """The name a sent file gets in ComfyUI's input folder: a prefix of its content's hash, then its own
+    name, so two different files of one name never collide and one file is sent under one name."""
+    return f"{sha256_hex[:12]}-{filename}"
+
+
 def looks_like_a_path(value) -> bool:
     return isinstance(value, str) and (any(sep in value for sep in "/\\") or Path(value).expanduser().is_file())
 
@@ -46,7 +52,7 @@ def send_local_files(prompt: dict, overrides: list[str], object_info_fn, backend
             raise WorkflowFormatError(f"--set {item!r}: no file at {path}. Give a local file to send it to ComfyUI, "
                                       "or a bare name of a file already in ComfyUI's input folder")
         data = path.read_bytes()
-        remote = backend.upload_input(SUBFOLDER, f"{hashlib.sha256(data).hexdigest()[:12]}-{path.name}", data)
+        remote = backend.upload_input(SUBFOLDER, content_name(hashlib.sha256(data).hexdigest(), path.name), data)
         prompt[nid]["inputs"][name] = remote
         sent.append(f"sent {path} to ComfyUI's input folder as {remote} (node {nid} {name})")
         log.info(sent[-1])
