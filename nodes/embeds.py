@@ -98,6 +98,12 @@ class WanMaskI2VEmbeds(io.ComfyNode):
                     "First-last-frame (FLF2V): CLIP vision features of the end image. Its tokens follow "
                     "clip_vision_output's, as native WanFirstLastFrameToVideo joins clip_vision_start_image and "
                     "clip_vision_end_image."),
+                io.Image.Input("ref_pad_image", optional=True, tooltip=
+                    "ID-V2V padding: the FIRST frame of this image (RGB, resized like start_image) fills every "
+                    "unknown frame instead of the null_fill gray/black; the known frames go on top and "
+                    "concat_mask is unchanged (1 = generate, 0 = given). As native WanImageToVideo's "
+                    "ref_pad_image (newer ComfyUI). Stack it with WanMaskVaceEmbeds (same positive/negative) "
+                    "for the ID-V2V conditioning: VACE context on an I2V base."),
             ],
             outputs=[
                 *embeds_outputs("Positive with concat_latent_image and concat_mask.", "Negative, same embeds.",
@@ -118,13 +124,15 @@ class WanMaskI2VEmbeds(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, fun_or_fl2v_model, null_fill,
                 latent_strength, start_image=None, end_image=None, keyframes=None, keyframe_indices="",
-                clip_vision_output=None, keep_given_latents=False, clip_vision_end_output=None) -> io.NodeOutput:
+                clip_vision_output=None, keep_given_latents=False, clip_vision_end_output=None,
+                ref_pad_image=None) -> io.NodeOutput:
         geometry = geometry_for_channels(compat.vae_latent_channels(vae), "vae")
         out = build_i2v_embeds(
             _encoder(vae), length=length, height=height, width=width, geometry=geometry, start_image=start_image,
             end_image=end_image, keyframes=keyframes, keyframe_indices=keyframe_indices,
             fun_or_fl2v_model=fun_or_fl2v_model, null_fill=null_fill, latent_strength=latent_strength,
-            latent_mean=compat.empty_latent_mean(geometry.latent_channels), should_stop=_Hooks(2))
+            latent_mean=compat.empty_latent_mean(geometry.latent_channels), should_stop=_Hooks(2),
+            ref_pad_image=ref_pad_image)
         values = {"concat_latent_image": out.concat_latent_image, "concat_mask": out.concat_mask}
         if clip_vision_output is not None and clip_vision_end_output is not None:
             joined = comfy.clip_vision.Output()

@@ -2,7 +2,9 @@
 
 Known pixel frames are a start image (frames 0..n-1), an end image (the last frames) and keyframes at
 arbitrary pixel-frame indices. Unknown frames are filled with a null image (gray 0.5 as native
-ComfyUI, or black 0.0 as the WanVideoWrapper) and the whole sequence is encoded once.
+ComfyUI, or black 0.0 as the WanVideoWrapper), or with the first frame of a reference image
+(``ref_pad_image``, the ID-V2V padding of newer native WanImageToVideo), and the whole sequence is
+encoded once.
 
 The mask follows upstream Wan's causal slot layout (ask :mod:`masking.geometry`): pixel frame 0
 fills slots 0..3, pixel frame f >= 1 sits in slot f+3, and channel c of latent t is slot 4t+c.
@@ -178,6 +180,30 @@ def scale_toward_mean(latent: torch.Tensor, strength: float, latent_mean: torch.
     return mean + strength * (latent - mean)
 
 
+def reference_pad_frame(ref_pad_image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The ID-V2V padding frame [H, W, 3]: the first frame of ``ref_pad_image`` (IMAGE [N, H', W', C>=3]),
+    RGB only, center-cropped and resized to (height, width) like ``start_image``. More than one frame is
+    allowed (native uses the first) and logged as a warning; a non-IMAGE shape raises ValueError."""
+    if not isinstance(ref_pad_image, torch.Tensor) or ref_pad_image.dim() != 4:  # a MASK [F, H, W] is no image
+        found = list(ref_pad_image.shape) if isinstance(ref_pad_image, torch.Tensor) else type(ref_pad_image).__name__
+        raise ValueError(f"ref_pad_image: expected an IMAGE [frames,H,W,3], got {found}. Fix: connect an IMAGE "
+                         "output (Load Image), not a MASK or a latent.")
+    if ref_pad_image.shape[0] > 1:
+        log.warning("ref_pad_image: %d frames given; only its first frame fills the unknown frames.",
+                    ref_pad_image.shape[0])
+    return fit_image(ref_pad_image[:1], height, width, "ref_pad_image")[0]
+
+
+def pad_frames(length: int, height: int, width: int, null_fill: str = "gray",
+               pad: torch.Tensor | None = None) -> torch.Tensor:
+    """The image buffer [length, height, width, 3] before the known frames go on top: every frame is the
+    null fill (:data:`NULL_FILLS`), or the padding frame ``pad`` [H, W, 3] (ID-V2V: as native
+    WanImageToVideo's ``ref_pad_image``, which replaces the gray fill)."""
+    if pad is None:
+        return torch.full((length, height, width, 3), NULL_FILLS[null_fill])
+    return pad.float()[None].expand(length, -1, -1, -1).clone()
+
+
 def _encode(encode: Encoder, pixels: torch.Tensor, geometry: VaeGeometry, h: int, w: int, what: str) -> torch.Tensor:
     latent = encode(pixels)
     want = (1, geometry.latent_channels, geometry.latent_frames(pixels.shape[0]), h, w)
@@ -193,7 +219,8 @@ def build_i2v_embeds(encode: Encoder, *, length: int, height: int, width: int, g
                      keyframes: torch.Tensor | None = None, keyframe_indices: str = "",
                      fun_or_fl2v_model: bool = True, null_fill: str = "gray", latent_strength: float = 1.0,
                      latent_mean: torch.Tensor | None = None,
-                     should_stop: Callable[[], None] | None = None) -> I2VEmbeds:
+                     should_stop: Callable[[], None] | None = None,
+                     ref_pad_image: torch.Tensor | None = None) -> I2VEmbeds:
     """Build the I2V concat inputs for a clip of ``length`` pixel frames.
 
     Args:
@@ -210,6 +237,9 @@ def build_i2v_embeds(encode: Encoder, *, length: int, height: int, width: int, g
         latent_strength: scales the latent frames that hold a given frame toward the empty latent
             (1.0 = unchanged, as native). Needs ``latent_mean`` [C] when != 1.
         should_stop: called between encodes; raises to interrupt.
+        ref_pad_image: IMAGE [N, H, W, C>=3] (ID-V2V padding): its first frame, RGB only, resized like
+            ``start_image``, fills every unknown frame instead of ``null_fill``; the known frames go on
+            top and the concat mask is unchanged (:func:`pad_frames`).
 
     Returns:
         :class:`I2VEmbeds`.
@@ -230,10 +260,11 @@ def build_i2v_embeds(encode: Encoder, *, length: int, height: int, width: int, g
             f"{geometry.pixel_frames(MAX_TRAINED_LATENT_FRAMES - 1)}, or turn fun_or_fl2v_model on "
             f"(official FLF2V / Wan 2.2 models).")
     h, w = height // geometry.spatial_stride, width // geometry.spatial_stride
+    pad = None if ref_pad_image is None else reference_pad_frame(ref_pad_image, height, width)
 
     known, separate_end = place_known_frames(length, height, width, start_image, end_image, keyframes,
                                              keyframe_indices, end_in_sequence=not separate)
-    pixels = torch.full((length, height, width, 3), NULL_FILLS[null_fill])
+    pixels = pad_frames(length, height, width, null_fill, pad)
     frame_mask = torch.ones(length)
     for index, image in known.items():
         pixels[index] = image.to(pixels)
@@ -256,7 +287,7 @@ def build_i2v_embeds(encode: Encoder, *, length: int, height: int, width: int, g
 
     if not known and separate_end is None:
         log.warning("WanMaskI2VEmbeds: no start_image, end_image or keyframes; every frame is generated from "
-                    "the null fill (%s).", null_fill)
+                    "the %s.", "ref_pad_image padding" if pad is not None else f"null fill ({null_fill})")
     return I2VEmbeds(concat_latent_image=latent, concat_mask=concat_mask, frame_mask=frame_mask,
                      latent_frames=latent.shape[2], trim_end_latent=1 if separate_end is not None else 0)
 

@@ -207,3 +207,52 @@ def test_clip_vision_tokens_of_different_models_are_refused():
     with pytest.raises(ValueError, match=r"^clip_vision_end_output: its tokens \[1, 257, 1024\] cannot follow "
                                          r"clip_vision_output's \[1, 257, 1280\].*Fix: encode both images"):
         join_clip_vision_tokens(torch.zeros(1, 257, 1280), torch.zeros(1, 257, 1024))
+
+
+def documented_ref_pad_buffer(length, height, width, start_image, ref_pad_image):
+    """Native WanImageToVideo's ref_pad_image (newer ComfyUI, PR #15139), from its description: the image
+    buffer starts as 0.5 gray, is overwritten with the first frame of ref_pad_image (RGB only), then the
+    start_image frames go on top (same size here, so no resize)."""
+    buffer = torch.ones(length, height, width, 3) * 0.5
+    buffer[:] = ref_pad_image[0, :, :, :3]
+    buffer[:start_image.shape[0]] = start_image[:length]
+    return buffer
+
+
+@pytest.mark.parametrize("n_start", [1, 3])
+def test_ref_pad_image_fills_unknown_frames_as_documented(n_start):
+    g = torch.Generator().manual_seed(0)
+    start = torch.rand(n_start, H, W, 3, generator=g)
+    ref = torch.rand(2, H, W, 4, generator=g)  # 2 frames (first used) and an alpha channel (dropped)
+    padded, enc = build(start_image=start, ref_pad_image=ref, null_fill="black")
+    plain, _ = build(start_image=start)
+    assert torch.equal(enc.calls[0], documented_ref_pad_buffer(L, H, W, start, ref))
+    assert torch.equal(padded.concat_mask, plain.concat_mask)  # the mask (polarity, slots) is unchanged
+    assert torch.equal(padded.frame_mask, plain.frame_mask)
+    assert not torch.equal(padded.concat_latent_image, plain.concat_latent_image)
+
+
+def test_ref_pad_image_sits_under_keyframes_and_end_image_too():
+    ref, key, end = solid(1, 0.3), solid(1, 0.8), solid(1, 0.1)
+    _, enc = build(ref_pad_image=ref, keyframes=key, keyframe_indices="6", end_image=end)
+    pixels = enc.calls[0][:, 0, 0, 0]
+    want = torch.full((L,), 0.3)
+    want[6], want[-1] = 0.8, 0.1
+    assert torch.allclose(pixels, want)
+
+
+def test_ref_pad_image_of_another_size_is_resized_like_start_image(caplog):
+    ref = solid(1, 0.25, h=2 * H, w=W)
+    with caplog.at_level(logging.WARNING):
+        _, enc = build(start_image=solid(1, 0.9), ref_pad_image=ref)
+    assert enc.calls[0].shape == (L, H, W, 3) and torch.allclose(enc.calls[0][1:], torch.tensor(0.25))
+    assert "ref_pad_image: 32x64 (WxH) differs" in caplog.text
+
+
+@pytest.mark.parametrize("bad,found", [(torch.rand(1, H, W), "[1, 32, 32]"), (torch.rand(0, H, W, 3), "[0, 32, 32, 3]"),
+                                       (torch.rand(1, H, W, 2), "[1, 32, 32, 2]")])
+def test_bad_ref_pad_image_is_refused_before_encoding(bad, found):
+    enc = FakeEncoder()
+    with pytest.raises(ValueError, match=r"ref_pad_image: expected an IMAGE") as err:
+        build(encoder=enc, start_image=solid(1, 0.9), ref_pad_image=bad)
+    assert found in str(err.value) and enc.calls == []
