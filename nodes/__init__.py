@@ -5,7 +5,8 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .context_windows import WanMaskContextWindows
-from .embeds import WanMaskAnimateEmbeds, WanMaskI2VEmbeds, WanMaskTemporal, WanMaskTrimLatent, WanMaskVaceEmbeds
+from .embeds import WanMaskAnimateEmbeds, WanMaskI2VEmbeds, WanMaskVaceEmbeds
+from .frame_ranges import WanMaskTemporal, WanMaskTrimLatent
 from .latent_masks import WanMaskPreview, WanMaskToLatent
 from .sampler import WanMaskSamplerPatch
 from .train_lora import WanMaskTrainLoRA

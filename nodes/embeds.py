@@ -1,5 +1,4 @@
-"""Model-mask (embed builder) nodes: WanMaskI2VEmbeds, WanMaskVaceEmbeds, WanMaskTemporal,
-WanMaskAnimateEmbeds and WanMaskTrimLatent.
+"""Model-mask (embed builder) nodes: WanMaskI2VEmbeds, WanMaskVaceEmbeds and WanMaskAnimateEmbeds.
 
 They output native CONDITIONING and LATENT, so the native KSampler and Wan models use them. The
 math lives in ``wan/``; these declarations wrap the ComfyUI VAE into an ``encode`` callable, add the
@@ -13,16 +12,14 @@ from comfy_api.latest import io
 
 from . import comfy_compat as compat
 from .inputs import (
-    MAX_RES, category, check_choices, check_pixel_length, embeds_outputs, expert, first_error, schema, video_inputs,
-    within,
+    category, check_choices, check_pixel_length, embeds_outputs, expert, first_error, schema, video_inputs,
 )
 from ..masking import conventions
 from ..masking.geometry import WAN21, geometry_for_channels
 from ..wan.animate import build_animate_embeds
-from ..wan.frames import parse_indices, parse_ranges
+from ..wan.frames import parse_indices
 from ..wan.i2v import MAX_TRAINED_LATENT_FRAMES, NULL_FILLS, build_i2v_embeds, join_clip_vision_tokens
-from ..wan.latents import empty_video_latent, trim_video_latent
-from ..wan.temporal import temporal_mask
+from ..wan.latents import empty_video_latent
 from ..wan.vace import build_vace_embeds
 
 
@@ -195,43 +192,11 @@ class WanMaskVaceEmbeds(io.ComfyNode):
         out = build_vace_embeds(_encoder(vae), length=length, height=height, width=width,
                                 control_video=control_video, control_masks=control_masks,
                                 reference_image=reference_image, threshold=mask_threshold,
-                                latent_mean=compat.empty_latent_mean(16), geometry=geometry, should_stop=_Hooks(3))
+                                latent_mean=compat.empty_latent_mean(geometry.latent_channels), geometry=geometry, should_stop=_Hooks(3))
         positive, negative = _set(positive, negative, {"vace_frames": [out.vace_frames], "vace_mask": [out.vace_mask],
                                                        "vace_strength": [strength]}, append=True)
-        latent = _empty_latent(batch_size, 16, out.latent_frames, *out.vace_frames.shape[-2:])
+        latent = _empty_latent(batch_size, geometry.latent_channels, out.latent_frames, *out.vace_frames.shape[-2:])
         return io.NodeOutput(positive, negative, latent, out.trim_latent)
-
-
-class WanMaskTemporal(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return schema(
-            node_id="WanMaskTemporal",
-            display_name="Wan Mask Temporal (keep frame ranges)",
-            category=category("embeds"),
-            search_aliases=["frame mask", "keep frames", "temporal mask", "extend video"],
-            description="A temporal MASK [F,H,W] from frame ranges to keep: 0 on kept frames, 1 (generate) "
-                        "elsewhere. For extension, loop and keyframe workflows.",
-            inputs=[
-                io.Int.Input("length", default=81, min=1, max=MAX_RES, step=4, tooltip="Pixel frames F."),
-                io.Int.Input("width", default=832, min=1, max=MAX_RES, step=8, tooltip="Mask width."),
-                io.Int.Input("height", default=480, min=1, max=MAX_RES, step=8, tooltip="Mask height."),
-                io.String.Input("keep", default="0-0", tooltip=
-                    "Pixel frames to keep (mask 0), inclusive ranges: e.g. '0-0, 77-80' or '0-15'; single frames "
-                    "'40'; negative bounds from the end as 'a:b', e.g. '-4:-1'. Everything else is 1 = generate."),
-            ],
-            outputs=[io.Mask.Output(display_name="mask", tooltip=
-                f"[F,H,W]: {conventions.NOISE_MASK}. For VACE control_masks this is 1 = reactive.")],
-        )
-
-    @classmethod
-    def validate_inputs(cls, length=None, keep=None):
-        return first_error(lambda: within("length", length, 1, MAX_RES),
-                           lambda: parse_ranges(keep, length) if keep and length else None)
-
-    @classmethod
-    def execute(cls, length, width, height, keep) -> io.NodeOutput:
-        return io.NodeOutput(temporal_mask(length, height, width, keep))
 
 
 class WanMaskAnimateEmbeds(io.ComfyNode):
@@ -313,27 +278,3 @@ class WanMaskAnimateEmbeds(io.ComfyNode):
         latent = _empty_latent(batch_size, geometry.latent_channels, out.latent_frames,
                                *out.concat_latent_image.shape[-2:])
         return io.NodeOutput(positive, negative, latent, out.trim_latent, out.trim_image, out.video_frame_offset)
-
-
-class WanMaskTrimLatent(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return schema(
-            node_id="WanMaskTrimLatent",
-            display_name="Wan Mask Trim Latent (start/end)",
-            category=category("latent"),
-            search_aliases=["trim video latent", "drop reference frame"],
-            description="Drops latent frames from the start (reference frames: trim_latent of the VACE/Animate "
-                        "embeds) and/or the end (a separately encoded end image: trim_end_latent of the I2V "
-                        "embeds) before decoding. The noise mask, if any, is trimmed with it.",
-            inputs=[
-                io.Latent.Input("samples", tooltip="Sampled Wan video latent [B,C,T,h,w]."),
-                io.Int.Input("trim_start", default=0, min=0, max=99999, tooltip="Latent frames to drop at the start."),
-                io.Int.Input("trim_end", default=0, min=0, max=99999, tooltip="Latent frames to drop at the end."),
-            ],
-            outputs=[io.Latent.Output(tooltip="The latent without the dropped frames (noise mask trimmed with it).")],
-        )
-
-    @classmethod
-    def execute(cls, samples, trim_start, trim_end) -> io.NodeOutput:
-        return io.NodeOutput(trim_video_latent(samples, trim_start, trim_end))
