@@ -6,6 +6,9 @@ results to the conditioning and hook up progress and interrupts.
 """
 from __future__ import annotations
 
+import functools
+import logging
+
 import comfy.clip_vision
 import node_helpers
 from comfy_api.latest import io
@@ -21,6 +24,25 @@ from ..wan.frames import parse_indices
 from ..wan.i2v import MAX_TRAINED_LATENT_FRAMES, NULL_FILLS, build_i2v_embeds, join_clip_vision_tokens
 from ..wan.latents import empty_video_latent
 from ..wan.vace import build_vace_embeds
+
+log = logging.getLogger("WanMasking")
+
+
+@functools.cache
+def note_native_animate_placement() -> int | None:
+    """Once per process, when a character mask is used: say where this ComfyUI's native WanAnimateToVideo
+    puts the mask (probed, :func:`comfy_compat.native_animate_mask_slot_shift`) when it differs from this
+    pack (frame 0 in slots 0-3, frame f in slot f+3). Returns the probed shift."""
+    shift = compat.native_animate_mask_slot_shift()
+    if shift == compat.ANIMATE_SLOT_SHIFT_SAME_SLOT:
+        log.warning("WanMaskAnimateEmbeds: this ComfyUI's native WanAnimateToVideo writes character-mask frame f "
+                    "to concat-mask slot f (about 3 frames early); this node writes it to slot f+3 (frame 0 to "
+                    "slots 0-3), as upstream Wan-Animate and native ComfyUI after PR #16406 do. Results differ "
+                    "from this version's native node where the mask moves.")
+    elif shift is None:
+        log.info("WanMaskAnimateEmbeds: the character-mask placement of native WanAnimateToVideo could not be "
+                 "probed; this node writes frame f to slot f+3 (frame 0 to slots 0-3).")
+    return shift
 
 
 class _Hooks:
@@ -260,6 +282,8 @@ class WanMaskAnimateEmbeds(io.ComfyNode):
                 reference_image=None, face_video=None, pose_video=None, bg_images=None, mask=None,
                 continue_motion=None, continue_motion_max_frames=5, video_frame_offset=0) -> io.NodeOutput:
         geometry = geometry_for_channels(compat.vae_latent_channels(vae), "vae")
+        if mask is not None:
+            note_native_animate_placement()
         out = build_animate_embeds(_encoder(vae), length=length, height=height, width=width, geometry=geometry,
                                    reference_image=reference_image, pose_video=pose_video, face_video=face_video,
                                    bg_images=bg_images, mask=mask, continue_motion=continue_motion,

@@ -5,7 +5,7 @@ Every use of the prompt queue and worker, the LoRA trainer's building blocks, ``
 sampler wrappers, the denoise-mask function, context-window handlers and the folders of training sets
 goes through this package, with feature detection (never version-string comparison), one module per
 subsystem: ``runtime``, ``prompt_queue``, ``sampling``, ``vae``, ``training``, ``datasets``,
-``context_windows``, ``self_check``. A new ComfyUI that changes one of them breaks here:
+``context_windows``, ``native_wan`` (native Wan nodes probed by behaviour), ``self_check``. A new ComfyUI that changes one of them breaks here:
 :func:`self_check` lists what it found, and ``tests/integration/test_compat.py`` names the module when a
 feature is missing. This file only re-exports, so ``nodes/`` imports ``comfy_compat`` as one module.
 
@@ -20,6 +20,8 @@ Tested against ComfyUI 0.3.64 and 0.33.0. Known differences it bridges:
   frame before each window) and converts overlaps differently. :class:`WanMaskContextHandler` composes
   the running version's own handler (built by its own node) for schedules, steps, fuse weights and
   FreeNoise; :func:`native_window_slicing` probes what a native handler slices.
+* ``WanAnimateToVideo``'s character mask: frame f in slot f (0.3.64, 0.33) or in slot f+3 (PR #16406,
+  0.34+, as this pack): :func:`native_animate_mask_slot_shift` runs the native node on a tiny input.
 * ``TrainLoraNode``: a V1 node with ``train()`` (0.3.64) or a V3 ``io.ComfyNode`` with list inputs,
   bucket and bypass modes (0.33). This pack's trainer (nodes/lora_trainer.py) is its own sampler on
   the native building blocks in ``training``; the node declares 0.33's inputs on every version and
@@ -62,6 +64,9 @@ from .datasets import (  # Training sets from folders (WanMaskTrainingSet)
 from .context_windows import (  # Context windows (WanMaskContextWindows; the sampler patch's check of native windows)
     native_context_windows_nodes, native_wan_context_windows_schema, native_wan_context_handler,
     context_handler_settings, WanMaskContextHandler, install_context_windows, native_window_slicing,
+)
+from .native_wan import (  # Native Wan conditioning nodes, probed by behaviour (README, warnings, tests)
+    native_animate_mask_slot_shift, ANIMATE_SLOT_SHIFT_SAME_SLOT, ANIMATE_SLOT_SHIFT_CAUSAL,
 )
 from .self_check import (  # Self check
     self_check,

@@ -1,5 +1,5 @@
 """Test-only nodes for the embeds tests: save a CONDITIONING's extra tensors to safetensors; make a
-CLIP_VISION_OUTPUT without a CLIP vision model."""
+CLIP_VISION_OUTPUT without a CLIP vision model; a fake of newer native WanImageToVideo with ref_pad_image."""
 import torch
 from safetensors.torch import save_file
 
@@ -61,5 +61,47 @@ class WanMaskTestClipVisionOutput:
         return (out,)
 
 
+class WanMaskTestFakeRefPadImageToVideo:
+    """Presents the input shape of native WanImageToVideo after ComfyUI 0.33 (optional ``ref_pad_image``, PR
+    #15139, which no tree under test has) and does what its description says, written from that
+    description: the image buffer starts as 0.5 gray, is overwritten with the first frame of
+    ref_pad_image (resized like start_image, RGB only), then start_image goes on top; the mask is
+    native's (whole latent frames of the start image given). Needs start_image."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"positive": ("CONDITIONING",), "negative": ("CONDITIONING",), "vae": ("VAE",),
+                             "width": ("INT", {"default": 832}), "height": ("INT", {"default": 480}),
+                             "length": ("INT", {"default": 81}), "batch_size": ("INT", {"default": 1})},
+                "optional": {"start_image": ("IMAGE",), "clip_vision_output": ("CLIP_VISION_OUTPUT",),
+                             "ref_pad_image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    FUNCTION = "encode"
+    CATEGORY = "testing"
+
+    def encode(self, positive, negative, vae, width, height, length, batch_size, start_image, clip_vision_output=None,
+               ref_pad_image=None):
+        import comfy.utils
+        import node_helpers
+
+        def resized(images):
+            return comfy.utils.common_upscale(images.movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)
+
+        start = resized(start_image[:length])
+        image = torch.full((length, height, width, 3), 0.5)
+        if ref_pad_image is not None:
+            image[:] = resized(ref_pad_image[:1])[0, :, :, :3]
+        image[:start.shape[0]] = start[..., :3]
+        latent = vae.encode(image)
+        mask = torch.ones(1, 1, latent.shape[2], latent.shape[-2], latent.shape[-1])
+        mask[:, :, :(start.shape[0] - 1) // 4 + 1] = 0.0
+        values = {"concat_latent_image": latent, "concat_mask": mask}
+        empty = {"samples": torch.zeros(batch_size, latent.shape[1], latent.shape[2], latent.shape[-2], latent.shape[-1])}
+        return (node_helpers.conditioning_set_values(positive, values),
+                node_helpers.conditioning_set_values(negative, values), empty)
+
+
 NODE_CLASS_MAPPINGS = {"WanMaskTestSaveConditioning": WanMaskTestSaveConditioning,
-                       "WanMaskTestClipVisionOutput": WanMaskTestClipVisionOutput}
+                       "WanMaskTestClipVisionOutput": WanMaskTestClipVisionOutput,
+                       "WanMaskTestFakeRefPadImageToVideo": WanMaskTestFakeRefPadImageToVideo}
