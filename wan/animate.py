@@ -8,7 +8,8 @@ Conventions (see :mod:`masking.conventions`):
 * ``concat_mask``: NATIVE_CONCAT_MASK (1 = generate, 0 = given), 4 channels. The reference latent
   frame is all 0 (given). Each character-mask frame lands in the slot of its own causal group
   (frame 0 in slots 0..3, frame f in slot f+3), as upstream Wan-Animate's ``get_i2v_mask`` packs
-  it. (ComfyUI 0.3.64's WanAnimateToVideo writes frame f to slot f, a ~3-frame lead.)
+  it. (Native WanAnimateToVideo up to ComfyUI 0.33 writes frame f to slot f, a ~3-frame lead; newer
+  versions (PR #16406) place it as here. ``comfy_compat.native_animate_mask_slot_shift`` probes which.)
 * A missing reference image is black (0.0), as native.
 * Long videos by chunks (as native): ``continue_motion`` holds the last frames of the previous chunk;
   its last ``continue_motion_max_frames`` become the first frames of this clip, given (concat mask 0)

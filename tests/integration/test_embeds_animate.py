@@ -173,8 +173,11 @@ def test_animate_sampled_end_to_end_on_the_tiny_i2v_model(server, io_dir):
     out = {tag: read(io_dir / f"{tag}.safetensors") for tag in runs}
     assert out["base"]["samples"].shape == (1, 16, T, C, C)
     assert read(io_dir / "decoded.safetensors")["image"].shape == (L, S, S, 3)
-    for changed in ("background", "mask", "reference"):
+    for changed in ("background", "mask"):
         assert max_diff(out["base"]["samples"], out[changed]["samples"]) > 1e-3, changed
+    # the reference latent is trimmed; it reaches the clip only through attention (on the tiny model ~1e-5).
+    # Sampling on the CPU is deterministic, so a reference that never reached the model would give exactly 0.
+    assert max_diff(out["base"]["samples"], out["reference"]["samples"]) > 0.0
 
 
 def test_animate_chunk_sampled_on_the_tiny_animate_model(server, io_dir):
