@@ -15,7 +15,7 @@ from comfy_api.latest import io
 from . import comfy_compat as compat
 from .inputs import category, check_choices, first_error, precision_input, schema, tiling_inputs
 from ..vae.base import DTYPES, WanVAEBase
-from ..vae.images import image_to_video, video_to_image
+from ..vae.image_conversion import image_to_video, video_to_image
 from ..vae.loading import build_wan_vae
 from ..vae.stream import StreamOptions
 
@@ -117,8 +117,11 @@ class WanMaskVAELoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae_name, decode_precision, encode_precision, cache_offload) -> io.NodeOutput:
-        sd, _, vae = compat.load_vae_file(vae_name)  # native attributes: ratios, latent format, devices
+        sd, metadata = compat.read_vae_file(vae_name)
+        # this pack's identification first, on every ComfyUI: native's error for a non-Wan file names
+        # checkpoints, and newer ComfyUI tells Wan from other Wan-layout VAEs by its own rules
         model = build_wan_vae(sd, name=f"vae_name ({vae_name})")
+        vae = compat.native_vae(sd, metadata)  # native attributes: ratios, latent format, devices
         return io.NodeOutput(attach_streaming_model(vae, model, decode_precision, encode_precision, cache_offload))
 
 
