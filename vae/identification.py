@@ -84,8 +84,8 @@ def describe_other_vae(sd: dict) -> str:
         kind = "2-D image" if len(enc) == 4 else f"{len(enc) - 2}-D"
         return (f"a {kind} VAE in the AutoencoderKL layout (SD 1.x / SDXL / SD3 / Flux style: "
                 f"encoder.conv_in, decoder.conv_in) with {enc[1]} pixel and {dec[1] if len(dec) > 1 else '?'} "
-                f"latent channels, {n} tensors")
-    return f"{n} tensors with keys like {describe_keys(sorted(sd), 5)}" if n else "no tensors at all"
+                f"latent channels, {n} tensor{'s' if n != 1 else ''}")
+    return f"{n} tensor{'s' if n != 1 else ''} with keys like {describe_keys(sorted(sd), 5)}" if n else "no tensors"
 
 
 def _findings(sd: dict) -> tuple[str | None, dict]:

@@ -7,7 +7,9 @@ matter), edited into the other VAEs a user may pick: an SD-style 2-D VAE, a Qwen
 import pytest
 import torch
 
-from comfyui_wanmasking.tests.unit.vae_helpers import small21, small22
+from comfyui_wanmasking.tests.unit.vae_helpers import (
+    qwen_style_vae_state_dict, sd_style_vae_state_dict, small21, small22,
+)
 from comfyui_wanmasking.vae.identification import WAN22_STAGE_KEY, WAN_MIDDLE_KEY, identify_wan_vae
 from comfyui_wanmasking.vae.loading import build_wan_vae
 from comfyui_wanmasking.vae.wan21 import WanVAE21
@@ -36,19 +38,6 @@ def refusal(sd: dict, name: str = "vae_name (x.safetensors)") -> str:
     return msg
 
 
-def qwen_style_sd() -> dict:
-    """The Wan 2.2 key layout with what a Qwen Image 2.1 VAE has instead: 2-D (temporal kernel 1),
-    RGBA pixels (16 channels after the 2x2 patchify) and 64 latent channels."""
-    sd = meta_sd(WanVAE22, dim=8, dec_dim=8, z_dim=64)
-    out = {}
-    for k, v in sd.items():
-        shape = list(v.shape)
-        if len(shape) == 5 and shape[2] == 3:
-            shape[2] = 1
-        out[k] = torch.empty(shape, device="meta")
-    return reshaped(out, encoder__conv1__weight=(8, 16, 1, 3, 3), decoder__head__2__weight=(16, 8, 1, 3, 3))
-
-
 # ---- the official layouts ---------------------------------------------------------------------
 
 def test_official_widths_are_identified_with_their_widths():
@@ -74,9 +63,7 @@ def test_tiny_real_modules_build_from_their_identification():
 # ---- other VAEs are refused, saying what they are ---------------------------------------------
 
 def test_sd_style_vae_is_refused_naming_its_layout_and_channels():
-    sd = {"encoder.conv_in.weight": torch.empty(8, 3, 3, 3, device="meta"),
-          "decoder.conv_in.weight": torch.empty(8, 4, 3, 3, device="meta"),
-          "quant_conv.weight": torch.empty(8, 8, 1, 1, device="meta")}
+    sd = sd_style_vae_state_dict()
     msg = refusal(sd)
     assert "lacks 7 of the 7 core keys" in msg and WAN_MIDDLE_KEY in msg
     assert "2-D image VAE in the AutoencoderKL layout" in msg and "3 pixel and 4 latent channels" in msg
@@ -88,7 +75,7 @@ def test_unknown_file_lists_what_it_holds():
 
 
 def test_qwen_style_vae_with_the_wan_middle_key_is_refused_as_an_image_vae():
-    sd = qwen_style_sd()
+    sd = qwen_style_vae_state_dict("meta")
     assert WAN_MIDDLE_KEY in sd and WAN22_STAGE_KEY in sd  # what a one-key check would take for Wan 2.2
     msg = refusal(sd)
     assert "it has the Wan 2.2 key layout but" in msg
@@ -134,4 +121,4 @@ def test_core_keys_without_either_decoder_layout_are_refused():
 
 def test_build_refuses_before_building():
     with pytest.raises(ValueError, match=r"^vae: this file is not a Wan 2.1 or Wan 2.2 VAE"):
-        build_wan_vae(qwen_style_sd())
+        build_wan_vae(qwen_style_vae_state_dict("meta"))
