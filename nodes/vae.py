@@ -98,7 +98,8 @@ class WanMaskVAELoader(io.ComfyNode):
                         "frames.",
             inputs=[
                 io.Combo.Input("vae_name", options=folder_paths.get_filename_list("vae"), tooltip=
-                    "An official Wan VAE file (wan_2.1_vae.safetensors or wan2.2_vae.safetensors)."),
+                    "An official Wan VAE file (wan_2.1_vae.safetensors or wan2.2_vae.safetensors), identified by "
+                    "its keys and shapes; any other VAE is refused, naming what it is."),
                 precision_input("decode_precision",
                     "Decoder precision. auto: bf16 on a GPU that supports it (fine for decoding), else fp32. "
                     "fp16 can overflow; that is detected and reported."),
