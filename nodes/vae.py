@@ -15,7 +15,7 @@ from comfy_api.latest import io
 from . import comfy_compat as compat
 from .inputs import category, check_choices, first_error, precision_input, schema, tiling_inputs
 from ..vae.base import DTYPES, WanVAEBase
-from ..vae.images import image_to_video, video_to_image
+from ..vae.image_conversion import image_to_video, video_to_image
 from ..vae.loading import build_wan_vae
 from ..vae.stream import StreamOptions
 
@@ -98,7 +98,8 @@ class WanMaskVAELoader(io.ComfyNode):
                         "frames.",
             inputs=[
                 io.Combo.Input("vae_name", options=folder_paths.get_filename_list("vae"), tooltip=
-                    "An official Wan VAE file (wan_2.1_vae.safetensors or wan2.2_vae.safetensors)."),
+                    "An official Wan VAE file (wan_2.1_vae.safetensors or wan2.2_vae.safetensors), identified by "
+                    "its keys and shapes; any other VAE is refused, naming what it is."),
                 precision_input("decode_precision",
                     "Decoder precision. auto: bf16 on a GPU that supports it (fine for decoding), else fp32. "
                     "fp16 can overflow; that is detected and reported."),
@@ -117,8 +118,11 @@ class WanMaskVAELoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae_name, decode_precision, encode_precision, cache_offload) -> io.NodeOutput:
-        sd, _, vae = compat.load_vae_file(vae_name)  # native attributes: ratios, latent format, devices
+        sd, metadata = compat.read_vae_file(vae_name)
+        # this pack's identification first, on every ComfyUI: native's error for a non-Wan file names
+        # checkpoints, and newer ComfyUI tells Wan from other Wan-layout VAEs by its own rules
         model = build_wan_vae(sd, name=f"vae_name ({vae_name})")
+        vae = compat.native_vae(sd, metadata)  # native attributes: ratios, latent format, devices
         return io.NodeOutput(attach_streaming_model(vae, model, decode_precision, encode_precision, cache_offload))
 
 

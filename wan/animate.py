@@ -35,7 +35,7 @@ from ..masking.geometry import VaeGeometry
 
 from .frames import check_length
 from .i2v import Encoder, _encode, frame_mask_to_concat_mask
-from .images import center_crop_resize, fit_frames, fit_image, fit_mask
+from .input_fitting import center_crop_resize, fit_frames, fit_image, fit_mask
 
 log = logging.getLogger("WanMasking")
 

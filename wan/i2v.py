@@ -34,7 +34,7 @@ from ..masking import conventions
 from ..masking.geometry import VaeGeometry
 
 from .frames import check_length, parse_indices
-from .images import fit_image
+from .input_fitting import fit_image
 
 log = logging.getLogger("WanMasking")
 

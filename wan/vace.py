@@ -28,7 +28,7 @@ from ..masking.geometry import VaeGeometry, WAN21
 
 from .frames import check_length
 from .i2v import Encoder, _encode
-from .images import fit_frames, fit_image, fit_mask
+from .input_fitting import fit_frames, fit_image, fit_mask
 
 log = logging.getLogger("WanMasking")
 

@@ -46,7 +46,7 @@ from .sampling import (  # Sampler wrappers and the denoise-mask function (WanMa
     step_schedule, guider_model, guider_conds, load_device,
 )
 from .vae import (  # comfy.sd.VAE wiring (WanMaskVAELoader / Decode / Encode)
-    should_use_bf16, load_vae_file, wire_vae, load_vae_for, vae_model, vae_device, vae_latent_channels,
+    should_use_bf16, read_vae_file, native_vae, wire_vae, load_vae_for, vae_model, vae_device, vae_latent_channels,
     native_vae_weights, vae_dtype, copy_vae, remembered, remember, native_memory_estimate,
 )
 from .training import (  # LoRA training building blocks (WanMaskTrainLoRA)

@@ -57,16 +57,22 @@ def native_memory_estimate(vae, kind: str, shape) -> int:
     return getattr(vae, f"memory_used_{kind}")(shape, None)
 
 
-def load_vae_file(name: str):
-    """(state dict, metadata, native comfy.sd.VAE) for a file of the ``vae`` folder."""
-    import comfy.sd
+def read_vae_file(name: str) -> tuple[dict, dict | None]:
+    """(state dict, metadata) of a file of the ``vae`` folder, read only: nothing is built from it, so
+    the caller can identify it before ComfyUI's own detection (whose error speaks of checkpoints)."""
     import comfy.utils
     import folder_paths
     path = folder_paths.get_full_path_or_raise("vae", name)
-    sd, metadata = comfy.utils.load_torch_file(path, return_metadata=True)
+    return comfy.utils.load_torch_file(path, return_metadata=True)
+
+
+def native_vae(sd: dict, metadata: dict | None):
+    """ComfyUI's comfy.sd.VAE for a state dict the caller has already identified (raises when ComfyUI
+    cannot build it either)."""
+    import comfy.sd
     vae = comfy.sd.VAE(sd=sd, metadata=metadata)
     vae.throw_exception_if_invalid()
-    return sd, metadata, vae
+    return vae
 
 
 def wire_vae(vae, model: torch.nn.Module, decode_dtype: torch.dtype, encode_dtype: torch.dtype):

@@ -78,9 +78,13 @@ class ComfyServer:
         if models_cache is not None:
             make_tiny_models(comfy, models_cache)
             models.mkdir(exist_ok=True)
-            for sub in ("diffusion_models", "vae"):
-                if not (models / sub).exists():
-                    (models / sub).symlink_to(models_cache / sub, target_is_directory=True)
+            if not (models / "diffusion_models").exists():
+                (models / "diffusion_models").symlink_to(models_cache / "diffusion_models", target_is_directory=True)
+            # vae: a folder of links, so a test can add a file of its own without touching the shared cache
+            (models / "vae").mkdir(exist_ok=True)
+            for file in (models_cache / "vae").iterdir():
+                if file.is_file() and not (models / "vae" / file.name).exists():
+                    (models / "vae" / file.name).symlink_to(file)
         else:
             make_tiny_models(comfy, models)
         self.log_path = base / "comfyui.log"

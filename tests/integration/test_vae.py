@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from comfyui_wanmasking.tests.integration.comfy_server import execution_error
 from comfyui_wanmasking.tests.integration.graphs import Graph, tiny_t2v_model, tiny_vae, zero_cond
+from comfyui_wanmasking.tests.unit.vae_helpers import qwen_style_vae_state_dict, sd_style_vae_state_dict
 
 FRAMES, SIZE = 9, 32  # -> latent [1, 16, 3, 4, 4] (small: the tiny VAE has the real width)
 C = SIZE // 8
@@ -174,6 +175,42 @@ def test_wrong_latent_channels_are_a_clear_error(server, io_dir):
     g.add("WanMaskTestSave", path=str(io_dir / "never.safetensors"), image=dec)
     entry = server.run(g.prompt)
     assert "the latent has 48 channels but the loaded Wan 2.1 VAE decodes 16" in execution_error(entry)
+
+
+NOT_WAN = {
+    # what ComfyUI itself does with each (0.33): none of its keys -> "VAE is invalid: None ... checkpoint";
+    # the others -> a model of its default width, whose weights then do not fit (a size mismatch)
+    "unknown": ({"alpha.weight": torch.zeros(2, 2)}, "1 tensor with keys like alpha.weight"),
+    "sd_style": (sd_style_vae_state_dict(), "2-D image VAE in the AutoencoderKL layout"),
+    "qwen_style": (qwen_style_vae_state_dict(), "it has the Wan 2.2 key layout but temporal kernel 1"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_WAN))
+def test_loader_refuses_a_non_wan_file_with_its_own_message(server, io_dir, kind):
+    """The pack identifies the file before ComfyUI builds its own VAE from it, on every version: the
+    error names the input and file, says it is not a Wan VAE and what it is, and which file to choose."""
+    sd, found = NOT_WAN[kind]
+    name = f"not_wan_{kind}.safetensors"
+    path = server.base / "models" / "vae" / name
+    save_file(sd, str(path))
+    try:
+        latent = io_dir / "latent.safetensors"
+        save_file({"samples": torch.zeros(1, 16, 1, 2, 2)}, str(latent))
+        g = Graph()
+        vae = g.add("WanMaskVAELoader", vae_name=name, decode_precision="auto", encode_precision="auto",
+                    cache_offload=False)
+        dec = g.add("VAEDecode", samples=g.add("WanMaskTestLoad", path=str(latent))[2], vae=vae)
+        g.add("WanMaskTestSave", path=str(io_dir / "never.safetensors"), image=dec)
+        entry = server.run(g.prompt)
+    finally:
+        path.unlink()
+    error = execution_error(entry)
+    assert error.startswith(f"WanMaskVAELoader: vae_name ({name}): this file is not a Wan"), error
+    assert found in error
+    assert "Fix: choose an official Wan VAE: wan_2.1_vae.safetensors" in error
+    assert "checkpoint" not in error and "VAE is invalid" not in error
+    assert not (io_dir / "never.safetensors").exists()
 
 
 @pytest.mark.parametrize("kind", ["2.1", "2.2"])

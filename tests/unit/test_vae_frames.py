@@ -10,22 +10,9 @@ import comfyui_wanmasking.vae.stream as stream
 from comfyui_wanmasking.vae import memory
 from comfyui_wanmasking.vae.cache import FeatureCache
 from comfyui_wanmasking.vae.layers import CausalConv3d, cached_causal_conv
-from comfyui_wanmasking.tests.unit.test_vae_model import small21
 from comfyui_wanmasking.vae.wan21 import WanVAE21
-from comfyui_wanmasking.vae.wan22 import DupUp3D, WanVAE22
-
-
-def small22(seed=0):  # test_vae_model's, with a decoder as narrow as the encoder
-    torch.manual_seed(seed)
-    return WanVAE22(dim=8, dec_dim=8).eval()
-
-
-def latent(c, t, h, w, seed=2):
-    return torch.randn(1, c, t, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def video(frames, h, w, seed=1):
-    return torch.rand(1, 3, frames, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+from comfyui_wanmasking.vae.wan22 import DupUp3D
+from comfyui_wanmasking.tests.unit.vae_helpers import latent, small21, small22, video
 
 
 # ---- equality: streamed frames == whole chunk -------------------------------------------------------

@@ -6,16 +6,7 @@ from comfyui_wanmasking.masking.geometry import WAN21, WAN22
 from comfyui_wanmasking.vae.loading import build_wan_vae
 from comfyui_wanmasking.vae.wan21 import WanVAE21
 from comfyui_wanmasking.vae.wan22 import WanVAE22, patchify, unpatchify
-
-
-def small21(seed=0):
-    torch.manual_seed(seed)
-    return WanVAE21(dim=8).eval()
-
-
-def small22(seed=0):
-    torch.manual_seed(seed)
-    return WanVAE22(dim=8, dec_dim=12).eval()
+from comfyui_wanmasking.tests.unit.vae_helpers import small21, small22_wide_decoder
 
 
 # ---- key layout (the official files must load) ----------------------------------------------
@@ -47,7 +38,7 @@ def test_wan22_real_width_has_the_official_key_layout():
     assert sd["conv2.weight"].shape == (48, 48, 1, 1, 1)
 
 
-@pytest.mark.parametrize("make", [small21, small22])
+@pytest.mark.parametrize("make", [small21, small22_wide_decoder])
 def test_build_from_state_dict_detects_kind_and_width(make):
     src = make()
     loaded = build_wan_vae(src.state_dict())
@@ -99,7 +90,7 @@ def test_wan21_shapes_follow_the_geometry():
 
 
 def test_wan22_round_trips_its_shapes():
-    m = small22()
+    m = small22_wide_decoder()
     for frames, (h, w) in ((1, (32, 32)), (5, (16, 48)), (13, (48, 32))):
         x = torch.rand(2, 3, frames, h, w) * 2 - 1
         z = m.encode(x)

@@ -7,18 +7,7 @@ import torch
 
 from comfyui_wanmasking.vae.cache import FeatureCache
 from comfyui_wanmasking.vae.stream import NonFiniteOutputError, StreamInterrupted, StreamOptions, decode_video, encode_video, latent_chunks
-from comfyui_wanmasking.vae.wan21 import WanVAE21
-from comfyui_wanmasking.vae.wan22 import WanVAE22
-
-
-def small21(seed=0, dim=8):
-    torch.manual_seed(seed)
-    return WanVAE21(dim=dim).eval()
-
-
-def small22(seed=0):
-    torch.manual_seed(seed)
-    return WanVAE22(dim=8, dec_dim=8).eval()
+from comfyui_wanmasking.tests.unit.vae_helpers import latent, small21, small22, video
 
 
 def local(model):
@@ -29,15 +18,6 @@ def local(model):
         torch.nn.init.zeros_(blk.proj.weight)
         torch.nn.init.zeros_(blk.proj.bias)
     return model
-
-
-def video(frames, h, w, b=1, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, frames, h, w, generator=g) * 2 - 1
-
-
-def latent(c, t, h, w, seed=2):
-    return torch.randn(1, c, t, h, w, generator=torch.Generator().manual_seed(seed))
 
 
 # ---- chunking ---------------------------------------------------------------------------------

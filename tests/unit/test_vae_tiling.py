@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from comfyui_wanmasking.vae.images import image_to_video, video_to_image
+from comfyui_wanmasking.vae.image_conversion import image_to_video, video_to_image
 from comfyui_wanmasking.vae.tiling import Tile, blend_weights, feather_weight, plan_tiles, tile_starts
 
 
