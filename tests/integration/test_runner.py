@@ -63,7 +63,7 @@ def test_example_validates_against_object_info(api_file, object_info):
         spec = object_info[node["class_type"]]["input"]
         assert set(spec.get("required", {})) <= set(node["inputs"]) or node["class_type"] == "SaveVideo", nid
     ui_file = EXAMPLES / api_file.name
-    assert ui_file.exists(), f"no UI-format twin for {api_file.name}: run python -m wanmask_runner.ui_twins"
+    assert ui_file.exists(), f"no UI-format twin for {api_file.name}: run python -m wanmask_runner.write_ui_examples"
     ui = json.loads(ui_file.read_text())
     def essentials(prompt):
         return {nid: (n["class_type"], n["inputs"]) for nid, n in prompt.items()}
