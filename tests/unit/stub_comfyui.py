@@ -289,3 +289,88 @@ class NewerComfyUI:
         if self.worker.is_alive():
             self.worker.join(5)
         self.loop.close()
+
+
+# ---- ComfyUI's loop nodes (StartLoop / EndLoop, after 0.33) in /object_info, and a workflow using them ----
+# Their V1 info as 0.33's V3 API renders the declarations of comfy_extras/nodes_loop.py (Comfy-Org/ComfyUI
+# 023f153; loop_boundary, which 0.33's Schema lacks, and the tooltips left out): a dynamic combo "mode", an
+# autogrow "terminations", MatchType sockets. Plus four plain nodes for the loop body.
+def _int(**opts):
+    return ["INT", opts]
+
+
+_MATCH = "COMFY_MATCHTYPE_V3"
+LOOP_NODES_INFO = {
+    "StartLoop": {
+        "input": {"required": {
+            "mode": ["COMFY_DYNAMICCOMBO_V3", {"options": [
+                {"key": "simple", "inputs": {"required": {"num_iterations": _int(default=4, min=0)}}},
+                {"key": "For", "inputs": {"required": {"start_iteration_index": _int(default=0),
+                                                       "max_iteration": _int(default=4, max=2 ** 64 - 1),
+                                                       "step": _int(default=1, min=1)}}},
+                {"key": "List", "inputs": {"required": {"list": [_MATCH, {"template": {
+                    "template_id": "list_item", "allowed_types": "*"}}]}}}]}],
+            "cache_iterations": ["BOOLEAN", {"advanced": True, "default": False}]},
+            "optional": {"parent_iteration": _int(forceInput=True),
+                         "initial_iteration_value": [_MATCH, {"template": {"template_id": "carried_value",
+                                                                           "allowed_types": "*"}}]},
+            "hidden": {"dynprompt": ["DYNPROMPT"], "unique_id": ["UNIQUE_ID"]}},
+        "input_order": {"required": ["mode", "cache_iterations"], "optional": ["parent_iteration", "initial_iteration_value"],
+                        "hidden": ["dynprompt", "unique_id"]},
+        "is_input_list": True, "output": ["INT", "BOOLEAN", "BOOLEAN", _MATCH, _MATCH],
+        "output_is_list": [False] * 5,
+        "output_name": ["iteration_index", "is_first", "is_last", "list_item", "current_iteration_value"],
+        "name": "StartLoop", "display_name": "Start Loop", "category": "utilities/looping", "output_node": False},
+    "EndLoop": {
+        "input": {"required": {"accumulate": ["BOOLEAN", {"default": False}]},
+                  "optional": {"output_value": [_MATCH, {"template": {"template_id": "output_value", "allowed_types": "*"}}],
+                               "next_iteration_value": [_MATCH, {"template": {"template_id": "carried_value",
+                                                                              "allowed_types": "*"}}],
+                               "terminations": ["COMFY_AUTOGROW_V3", {"template": {
+                                   "input": {"required": {"termination": ["*", {}]}}, "prefix": "termination",
+                                   "min": 0, "max": 50}}]},
+                  "hidden": {"unique_id": ["UNIQUE_ID"]}},
+        "input_order": {"required": ["accumulate"], "optional": ["output_value", "next_iteration_value", "terminations"],
+                        "hidden": ["unique_id"]},
+        "is_input_list": True, "output": [_MATCH], "output_is_list": [True], "output_name": ["outputs"],
+        "name": "EndLoop", "display_name": "End Loop", "category": "utilities/looping", "output_node": False},
+    "Const": {"input": {"required": {"value": _int(default=0)}}, "input_order": {"required": ["value"]},
+              "output": ["INT"], "output_name": ["INT"]},
+    "Mul": {"input": {"required": {"a": _int(forceInput=True), "b": _int(default=1)}},
+            "input_order": {"required": ["a", "b"]}, "output": ["INT"], "output_name": ["INT"]},
+    "Check": {"input": {"required": {"value": ["*", {}]}}, "input_order": {"required": ["value"]},
+              "output": ["*"], "output_name": ["*"]},
+    "Show": {"input": {"required": {"value": ["*", {}]}}, "input_order": {"required": ["value"]},
+             "output": [], "output_name": [], "output_node": True},
+}
+
+
+def loop_workflow(mode: str = "For", loop_first: bool = False) -> dict:
+    """A UI-format workflow (as the frontend saves it) with a loop: Const 1 -> StartLoop 2 (initial value;
+    in "simple" mode Const also feeds its promoted num_iterations widget) -> Mul 3 (iteration_index x 10)
+    -> EndLoop 5 (output and next value, accumulate on; Check 4 of the carried value on termination0)
+    -> Show 6. ``loop_first`` puts the loop nodes first in the node list."""
+    from comfyui_wanmasking.tests.integration.built_workflows import node
+
+    start_inputs = [("parent_iteration", "INT", None), ("initial_iteration_value", "*", 1)]
+    widgets = ["For", 2, 14, 3, False] if mode == "For" else ["simple", 4, False]
+    if mode != "For":
+        start_inputs.append(("mode.num_iterations", "INT", 8, "mode.num_iterations"))
+    nodes = [node(2, "StartLoop", start_inputs, [("iteration_index", "INT", [2]), ("is_first", "BOOLEAN", []),
+                                                 ("is_last", "BOOLEAN", []), ("list_item", "*", []),
+                                                 ("current_iteration_value", "*", [3])], widgets),
+             node(5, "EndLoop", [("output_value", "*", 4), ("next_iteration_value", "*", 5),
+                                 ("terminations.termination0", "*", 6), ("terminations.termination1", "*", None)],
+                  [("outputs", "INT", [7])], [True]),
+             node(1, "Const", [], [("INT", "INT", [1] + ([8] if mode != "For" else []))], [5]),
+             node(3, "Mul", [("a", "INT", 2)], [("INT", "INT", [4, 5])], [10]),
+             node(4, "Check", [("value", "*", 3)], [("*", "*", [6])]),
+             node(6, "Show", [("value", "*", 7)], [])]
+    links = [[1, 1, 0, 2, 1, "INT"], [2, 2, 0, 3, 0, "INT"], [3, 2, 4, 4, 0, "*"], [4, 3, 0, 5, 0, "INT"],
+             [5, 3, 0, 5, 1, "INT"], [6, 4, 0, 5, 2, "*"], [7, 5, 0, 6, 0, "INT"]]
+    if mode != "For":
+        links.append([8, 1, 0, 2, 2, "INT"])
+    if not loop_first:
+        nodes = nodes[2:] + nodes[:2]
+    return {"last_node_id": 6, "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [],
+            "config": {}, "extra": {"frontendVersion": "1.58.1"}, "version": 0.4}
