@@ -22,6 +22,7 @@ from typing import Callable
 
 FILE = __file__
 HOW_ELSE = "run ComfyUI yourself and give the runner --server URL"
+_LOOP_IN_USE = threading.Lock()
 
 
 class RequestPartMissing(AttributeError):
@@ -60,9 +61,11 @@ def route_handler(server, method: str, path: str) -> Callable:
 
 def call_route(server, loop: asyncio.AbstractEventLoop, method: str, path: str, body: dict | None = None,
                match_info: dict | None = None) -> tuple[int, dict]:
-    """Call the running server's own handler of ``method path`` in-process; (HTTP status, its JSON)."""
+    """Call the running server's own handler of ``method path`` in-process; (HTTP status, its JSON).
+    One call at a time: the loop runs only while a call waits on it."""
     handler = route_handler(server, method, path)
-    response = loop.run_until_complete(handler(_JsonRequest(f"{method} {path}", body, match_info)))
+    with _LOOP_IN_USE:
+        response = loop.run_until_complete(handler(_JsonRequest(f"{method} {path}", body, match_info)))
     return response.status, json.loads(response.text or "{}")
 
 
