@@ -6,8 +6,8 @@ read from its ``/object_info`` (feature detection), never from its version.
 Loop nodes, ``StartLoop`` / ``EndLoop`` (``comfy_extras/nodes_loop.py``; V3 ``Schema.loop_boundary``
 "start" / "end", which ``execution.validate_prompt`` collects for ``validate_loops``), came with
 "Implement Generic Loops" (Comfy-Org/ComfyUI PR #16227, merged September 2026), after 0.33.0
-(2026-08-22). The official workflow templates that use them (comfyui-workflow-templates 0.1.123:
-``video_wan_animate2``, ``image_ming_image_01_design_image_edit``) declare ``minComfyUIVersion``
+(2026-08-22). The official workflow templates that use them (comfyui-workflow-templates-json
+0.1.123, index.json: ``video_wan_animate2``, ``image_ming_image_01_design_image_edit``) declare ``minComfyUIVersion``
 0.36.0 and 0.38.0; every other node of the first one is in 0.33.0 except ``GetItemFromList``. The
 first release that has them is therefore 0.36.0 at the latest; the public sources checked do not
 say whether 0.34 or 0.35 had them.
@@ -16,7 +16,7 @@ How the frontend converts them: as ordinary nodes. In comfyui-frontend-package 1
 ``graphToPrompt`` (``static/assets/app-sW8NrIg5.js``, ``var graphToPrompt=``) has no loop-specific
 code: every node that is not virtual, muted or bypassed goes out with its widgets and resolved
 links, like any other; no asset but the locale files (``nodeDefs-*.js``) names StartLoop, EndLoop,
-``loop_boundary`` or the ``_loop_body`` / ``_loop_end`` keys the server's loop expansion reads. So
+``loop_boundary`` or ``_loop_body`` (a key StartLoop reads from the prompt as the server holds it). So
 the conversion needs nothing for them where the server has them: StartLoop's ``mode`` is a dynamic
 combo (``mode.num_iterations``, ...), EndLoop's ``terminations.terminationN`` sockets an autogrow
 input, and their MatchType sockets plain links, as for any node.
