@@ -13,6 +13,7 @@ from .local_inputs import send_local_files
 from .model_links import hints_for
 from .results import OutputGone, OutputPathError, RunResult, WorkflowError
 from .node_replacements import replace_then_convert
+from .workflow.newer_core_nodes import refusal_hint
 from .workflow.convert import is_ui_format
 from .workflow.overrides import apply_overrides
 
@@ -169,5 +170,8 @@ def run_workflow(workflow: str | os.PathLike | dict, *, server: str | None = Non
                                   + "\n".join(refused), result)
     if not result.ok:
         hints = hints_for(result.node_errors, result.error, wf)
+        newer = refusal_hint(result.error)  # a node type of a newer ComfyUI (the loop nodes)
+        if newer:
+            hints = (hints or ["what to do:"]) + [newer]
         raise WorkflowError("\n".join([f"workflow {result.status}:", result.describe(), *hints]), result)
     return result

@@ -2,9 +2,10 @@
 
 ComfyUI's ``main.py`` is imported as a module (its documented way to integrate:
 ``start_comfyui()`` returns the loop and the server object without serving HTTP). Prompts are queued
-by the running server's own ``POST /prompt`` handler (called in-process, through the pack's
-compatibility package ``nodes/comfy_compat/``), so validation, node replacements and the queue
-item's layout are that version's; ComfyUI's worker thread runs them. Events that would go to the
+by the running server's own ``POST /prompt`` handler and followed through its ``GET /history``
+handler (called in-process, through the pack's compatibility package ``nodes/comfy_compat/``), so
+validation, node replacements and the queue item's layout are that version's; ComfyUI's worker
+thread runs them. No signature of ComfyUI's executor, validation or queue is relied on. Events that would go to the
 websocket are handed to a callback. Every wait is bounded, and a dead worker thread is an error,
 never a hang. ComfyUI can be started once per process, so :meth:`EmbeddedBackend.get` returns one
 instance.
@@ -79,10 +80,16 @@ class EmbeddedBackend:
             for p in paths:
                 folder_paths.add_model_folder_path(kind, str(p))
         self._ensure_pack_loaded(folder_paths)
-        self._listeners: dict[str, callable] = {}
-        self.loop, self.server, _ = comfy_main.start_comfyui()
-        self.server.send_sync = self._send_sync  # events go to callbacks, not to a websocket
+        compat = load_compat()
+        self.attach(*compat.start_comfyui(comfy_main))
+
+    def attach(self, loop, server) -> None:
+        """Use a started ComfyUI (its event loop and PromptServer): its events go to this backend's
+        callbacks instead of a websocket, and its prompt worker thread is watched."""
+        self.loop, self.server = loop, server
         self.compat = load_compat()
+        self._listeners: dict[str, callable] = {}
+        self.compat.route_events(server, self._on_event)
         self.worker = self.compat.prompt_worker_thread()
         if self.worker is None:
             log.warning("ComfyUI's prompt worker thread was not found: a crash of it is noticed only by the timeout")
@@ -97,11 +104,10 @@ class EmbeddedBackend:
         folder_paths.add_model_folder_path("custom_nodes", str(holder))
         log.info("loading ComfyUI-WanMasking from %s (not in %s's custom_nodes)", REPO, self.path)
 
-    def _send_sync(self, event, data, sid=None):
-        if isinstance(event, str) and isinstance(data, dict):
-            cb = self._listeners.get(data.get("prompt_id")) or self._listeners.get("*")
-            if cb is not None:
-                cb(event, data)
+    def _on_event(self, event: str, data: dict):
+        cb = self._listeners.get(data.get("prompt_id")) or self._listeners.get("*")
+        if cb is not None:
+            cb(event, data)
 
     def object_info(self) -> dict:
         return self.compat.object_info()
@@ -175,18 +181,17 @@ class EmbeddedBackend:
                 return RunResult(prompt_id, False, "invalid", node_errors=body.get("node_errors", {}),
                                  error=body.get("error"))
             prompt_id = body.get("prompt_id", prompt_id)
-            queue = self.server.prompt_queue
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                entry = queue.get_history(prompt_id=prompt_id).get(prompt_id)
-                if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
+                entry = self.compat.history_entry(self.server, self.loop, prompt_id)
+                if entry and (entry.get("status") or {}).get("status_str") in ("success", "error"):
                     return result_from_history(prompt_id, entry)
                 self._check_worker(prompt_id)
                 done.wait(0.1)
             # Stop it before giving up: a worker still computing while the interpreter exits aborts it.
             self.interrupt()
             stop_by = time.monotonic() + 60
-            while time.monotonic() < stop_by and not queue.get_history(prompt_id=prompt_id).get(prompt_id):
+            while time.monotonic() < stop_by and not self.compat.history_entry(self.server, self.loop, prompt_id):
                 if self.worker is not None and not self.worker.is_alive():
                     break
                 time.sleep(0.1)

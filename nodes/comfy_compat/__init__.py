@@ -39,6 +39,7 @@ from .runtime import (  # Public node-API helpers (re-exported so nodes/ has one
 )
 from .prompt_queue import (  # Prompt queue and worker (the embedded runner)
     route_handler, post_prompt, prompt_worker_thread, interrupt_processing, object_info, node_replacements,
+    call_route, history_entry, start_comfyui, route_events, RequestPartMissing,
 )
 from .sampling import (  # Sampler wrappers and the denoise-mask function (WanMaskSamplerPatch)
     wan_base_model, install_sampler_patch, OUTER_SAMPLE_ARGS, bind_outer_sample, call_outer_sample,

@@ -12,7 +12,7 @@ from comfyui_wanmasking.wanmask_runner.demo_data import write_clip
 from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
 from comfyui_wanmasking.wanmask_runner.fixtures.tiny_dataset import write_tiny_dataset
 from comfyui_wanmasking.wanmask_runner.fixtures.tiny_graph import tiny_graph
-from comfyui_wanmasking.wanmask_runner.ui_twins import example_applies
+from comfyui_wanmasking.wanmask_runner.write_ui_examples import example_applies
 from comfyui_wanmasking.wanmask_runner.workflow.widgets import declared_input_names
 
 REPO = Path(__file__).resolve().parents[2]

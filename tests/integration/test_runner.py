@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from comfyui_wanmasking.tests.integration.comfy_server import run_cli
+from comfyui_wanmasking.tests.unit.stub_comfyui import loop_workflow
 from comfyui_wanmasking.tests.integration.examples import (
     API_EXAMPLES, EXAMPLES, REPO, applies, for_this_comfyui, provide_media, tiny_example, write_tiny_example,
 )
@@ -63,7 +64,7 @@ def test_example_validates_against_object_info(api_file, object_info):
         spec = object_info[node["class_type"]]["input"]
         assert set(spec.get("required", {})) <= set(node["inputs"]) or node["class_type"] == "SaveVideo", nid
     ui_file = EXAMPLES / api_file.name
-    assert ui_file.exists(), f"no UI-format twin for {api_file.name}: run python -m wanmask_runner.ui_twins"
+    assert ui_file.exists(), f"no UI-format twin for {api_file.name}: run python -m wanmask_runner.write_ui_examples"
     ui = json.loads(ui_file.read_text())
     def essentials(prompt):
         return {nid: (n["class_type"], n["inputs"]) for nid, n in prompt.items()}
@@ -75,6 +76,30 @@ def test_example_validates_against_object_info(api_file, object_info):
         models = n.get("properties", {}).get("models")
         assert models and all(m["url"].startswith("https://") and m["directory"] and m["name"] in n["widgets_values"]
                               for m in models), (n["id"], n["type"])
+
+
+def test_loop_nodes_name_the_comfyui_that_has_them(server, object_info, tmp_path):
+    """ComfyUI's StartLoop / EndLoop came after 0.33: a workflow saved with them, run on a tested ComfyUI,
+    is refused before anything is queued, by a message that names the ComfyUI that has them (their
+    conversion where a server has them: tests/unit/test_workflow_loop_nodes.py)."""
+    if "StartLoop" in object_info or "EndLoop" in object_info:
+        pytest.skip("this ComfyUI has the loop nodes: tests/unit/test_workflow_loop_nodes.py covers their conversion")
+    workflow = tmp_path / "loop.json"
+    workflow.write_text(json.dumps(loop_workflow("For", loop_first=True)))
+    r = run_cli(workflow, "--server", server.url, "--out", tmp_path / "out", timeout=300)
+    assert r.returncode == 2, (r.stdout + r.stderr)[-3000:]
+    assert "node 2: type 'StartLoop' is ComfyUI's own loop node (Start Loop / End Loop" in r.stderr, r.stderr[-3000:]
+    assert "added after ComfyUI 0.33.0: ComfyUI 0.36.0 and newer have it" in r.stderr
+    assert "custom node pack" not in r.stderr and not (tmp_path / "out").exists()
+    api = {"1": {"class_type": "StartLoop", "inputs": {"mode": "simple", "mode.num_iterations": 2}},
+           "2": {"class_type": "EndLoop", "inputs": {"accumulate": False}}}
+    problems = check_against_object_info(api, object_info)
+    assert len(problems) == 2 and all("ComfyUI 0.36.0 and newer have it" in p for p in problems), problems
+    api["3"] = {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}  # an API prompt: the server refuses it
+    (tmp_path / "loop_api.json").write_text(json.dumps(api))
+    r = run_cli(tmp_path / "loop_api.json", "--server", server.url, timeout=300)
+    assert r.returncode == 2, (r.stdout + r.stderr)[-3000:]
+    assert "is ComfyUI's own loop node" in r.stderr and "ComfyUI 0.36.0 and newer have it" in r.stderr, r.stderr[-3000:]
 
 
 # Every example runs through the server; the embedded runner (a ComfyUI started in-process for each

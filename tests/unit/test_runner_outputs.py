@@ -55,16 +55,35 @@ def test_previews_are_counted_not_written_unless_asked(tmp_path):
     assert result.previews_skipped == 3 and not any(q["type"] == ["temp"] for q in stub.views)
 
 
+# (file name, subfolder, what is refused, why): every name that would put a file outside --out.
+PLAIN = "is not a plain file name"
+OUT_OF_OUT = "is absolute or goes up with '..'"
 HOSTILE = [
-    ("../escape.png", ""), ("ok.png", "../.."), ("ok.png", "a/../../b"), ("sub/../x.png", ""),
-    ("x.png", "/tmp"), ("C:\\evil.png", ""), ("evil.png", "C:\\Windows"), ("..\\..\\evil.png", ""),
-    ("", ""), ("..", ""), ("a\x00b.png", ""), ("x.png", "\\\\host\\share"),
+    ("../escape.png", "", "file name", PLAIN), ("ok.png", "../..", "subfolder", OUT_OF_OUT),
+    ("ok.png", "a/../../b", "subfolder", OUT_OF_OUT), ("sub/../x.png", "", "file name", PLAIN),
+    ("x.png", "/tmp", "subfolder", OUT_OF_OUT), ("C:\\evil.png", "", "file name", PLAIN),
+    ("evil.png", "C:\\Windows", "subfolder", OUT_OF_OUT), ("..\\..\\evil.png", "", "file name", PLAIN),
+    ("", "", "file name", PLAIN), ("..", "", "file name", PLAIN), ("a\x00b.png", "", "file name", PLAIN),
+    ("x.png", "\\\\host\\share", "subfolder", OUT_OF_OUT),
 ]
 
 
-@pytest.mark.parametrize("filename,subfolder", HOSTILE)
-def test_names_that_would_leave_out_are_refused(tmp_path, filename, subfolder):
-    assert isinstance(output_destination(tmp_path / "out", ref(filename, subfolder)), str)
+@pytest.mark.parametrize("filename,subfolder,refused,why", HOSTILE)
+def test_names_that_would_leave_out_are_refused(tmp_path, filename, subfolder, refused, why):
+    """The reason names the part that is refused (file name or subfolder), its value as the server gave
+    it, and why; nothing is created on the way."""
+    reason = output_destination(tmp_path / "out", ref(filename, subfolder))
+    assert isinstance(reason, str), f"{filename!r} in {subfolder!r} was accepted as {reason}"
+    value = filename if refused == "file name" else subfolder
+    assert reason == f"{refused} {value!r} {why}"
+    assert files_under(tmp_path) == [] and not (tmp_path / "out").exists()
+
+
+def test_names_that_stay_under_out_are_accepted(tmp_path):
+    """The refusal above is about the names, not about every name: the same shapes kept under out pass."""
+    out = tmp_path / "out"
+    assert output_destination(out, ref("ok.png", "a/./b//c")) == out / "a" / "b" / "c" / "ok.png"
+    assert output_destination(out, ref("x..png", "v1..2")) == out / "v1..2" / "x..png"
 
 
 def test_a_hostile_history_entry_writes_nothing_outside_out_and_names_node_and_file(tmp_path):

@@ -9,5 +9,7 @@
 - ``versions``: the frontend behaviours that changed between versions;
 - ``overrides``: ``--set NODE.INPUT=VALUE`` (:func:`apply_overrides`);
 - ``validate``: :func:`check_against_object_info`;
+- ``newer_core_nodes``: ComfyUI's own node types that came after the tested versions (the loop nodes),
+  and which ComfyUI has them;
 - ``errors``: :class:`WorkflowFormatError`.
 """

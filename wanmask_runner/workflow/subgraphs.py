@@ -7,6 +7,7 @@ from __future__ import annotations
 from .errors import WorkflowFormatError
 from .link_sources import LinkSources
 from .links import BYPASSED, FRONTEND_ONLY, MUTED, instance_inputs, links_of
+from .newer_core_nodes import missing_core_node
 from .versions import (PROMOTED_STORE_SINCE, SKIP_DISABLED_SINCE, SORTED_DEFINITIONS_SINCE, dedupe_node_ids,
                        dedupes_subgraph_ids, parse_version)
 from .widget_values import WidgetValues
@@ -109,7 +110,10 @@ class Scope(WidgetValues, LinkSources):
                 looks_like_subgraph = isinstance(kind, str) and len(kind) == 36 and kind.count("-") == 4
                 group = isinstance(kind, str) and kind.split(">", 1)[-1].split("/", 1)[-1] in \
                     ((self.conv.ui.get("extra") or {}).get("groupNodes") or {}) and kind.startswith("workflow")
-                if looks_like_subgraph:
+                newer = missing_core_node(kind)
+                if newer:
+                    why = newer
+                elif looks_like_subgraph:
                     why = "is a subgraph whose definition is missing from the workflow's definitions.subgraphs"
                 elif group:
                     why = ("is a group node (the frontend's older grouping, extra.groupNodes), which the runner "

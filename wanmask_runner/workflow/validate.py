@@ -1,7 +1,20 @@
 """An API prompt checked against ``/object_info``, as ComfyUI's validation would, running nothing."""
 from __future__ import annotations
 
+from .newer_core_nodes import missing_core_node
 from .widgets import input_specs
+
+MATCH_TYPE = "COMFY_MATCHTYPE_V3"  # a V3 socket whose type is its template's (allowed_types), fixed by its link
+
+
+def accepts(kind: str, opts: dict, given: str) -> bool:
+    """Whether an input of type ``kind`` takes a link from an output of type ``given``: the same type,
+    any type ("*"), a COMBO, a MatchType input's allowed types. A MatchType output has the type of
+    what feeds its template, which only running tells, so it is not flagged."""
+    if kind == MATCH_TYPE:
+        allowed = str(((opts.get("template") or {}).get("allowed_types")) or "*").split(",")
+        return "*" in allowed or given in allowed or given in ("*", MATCH_TYPE)
+    return "*" in (kind, given) or kind == "COMBO" or given == MATCH_TYPE or given == kind
 
 
 def check_against_object_info(prompt: dict, object_info: dict, check_choices: bool = True) -> list[str]:
@@ -15,7 +28,8 @@ def check_against_object_info(prompt: dict, object_info: dict, check_choices: bo
     for nid, node in prompt.items():
         info = object_info.get(node.get("class_type"))
         if info is None:
-            problems.append(f"node {nid}: unknown type {node.get('class_type')!r}")
+            newer = missing_core_node(node.get("class_type"))
+            problems.append(f"node {nid}: unknown type {node.get('class_type')!r}" + (f": it {newer}" if newer else ""))
             continue
         required = set(info.get("input", {}).get("required", {}))
         for name, kind, opts in input_specs(info):
@@ -33,7 +47,7 @@ def check_against_object_info(prompt: dict, object_info: dict, check_choices: bo
                 if value[1] >= len(outs):
                     problems.append(f"node {nid}: input {name!r} links to output {value[1]} of node {value[0]}, "
                                     f"which has {len(outs)}")
-                elif kind != "*" and outs[value[1]] != "*" and kind != "COMBO" and outs[value[1]] != kind:
+                elif not accepts(kind, opts, outs[value[1]]):
                     problems.append(f"node {nid}: input {name!r} wants {kind}, node {value[0]} gives {outs[value[1]]}")
             elif kind in ("INT", "FLOAT"):
                 if "min" in opts and value < opts["min"] or "max" in opts and value > opts["max"]:

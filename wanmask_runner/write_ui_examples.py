@@ -1,7 +1,7 @@
 """Write the UI-format twin of every API-format example: ``example_workflows/api/X.json`` ->
 ``example_workflows/X.json`` (the folder ComfyUI serves as templates).
 
-    python -m wanmask_runner.ui_twins --comfyui /path/to/ComfyUI   (or --server URL)
+    python -m wanmask_runner.write_ui_examples --comfyui /path/to/ComfyUI   (or --server URL)
 
 Only examples whose every node type the ComfyUI has are written (so the twin of an example made for
 another ComfyUI version is left as it is); ``--examples NAME ...`` picks some. A UI example that
