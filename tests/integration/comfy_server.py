@@ -64,8 +64,9 @@ def make_tiny_models(comfy: Path, models_dir: Path) -> None:
 class ComfyServer:
     """A ComfyUI process and a small client for its HTTP API."""
 
-    def __init__(self, comfy: Path, base: Path, models_cache: Path | None = None, api_nodes: bool = False):
-        self.comfy, self.base, self.api_nodes = comfy, base, api_nodes
+    def __init__(self, comfy: Path, base: Path, models_cache: Path | None = None, api_nodes: bool = False,
+                 extra_args: tuple[str, ...] = ()):
+        self.comfy, self.base, self.api_nodes, self.extra_args = comfy, base, api_nodes, tuple(extra_args)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_id = uuid.uuid4().hex
@@ -93,7 +94,7 @@ class ComfyServer:
     def start(self, timeout: float = 180.0) -> "ComfyServer":
         cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", str(self.base), "--disable-auto-launch",
-               "--database-url", "sqlite:///:memory:"] + ([] if self.api_nodes else ["--disable-api-nodes"])
+               "--database-url", "sqlite:///:memory:"] + ([] if self.api_nodes else ["--disable-api-nodes"]) + list(self.extra_args)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=self.comfy, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout

@@ -163,14 +163,47 @@ def differences(mine: dict, frontend: dict, object_info: dict) -> set:
     return diffs
 
 
-@pytest.fixture(scope="module")
-def server(comfyui_path, models_cache, tmp_path_factory):
+# Each test runs against two frontends: the one this ComfyUI pins (its requirements), and the newest
+# frontend (the comfyui-frontend-package pinned in pyproject.toml's ``oracle`` extra, which .ci/run
+# installs apart and names in $WANMASK_NEWEST_FRONTEND), served by the same ComfyUI with
+# --front-end-root. The newest frontend targets today's ComfyUI: it runs on 0.33 only.
+NEWEST_FRONTEND = "WANMASK_NEWEST_FRONTEND"
+NEWEST_FRONTEND_FROM = (0, 33, 0)  # 0.3.64 (its own frontend 1.27) is a year older than frontend 1.58's server
+
+
+def comfyui_version(comfy: Path) -> tuple | None:
+    """The version of the ComfyUI tree at ``comfy`` (its comfyui_version.py), None when it does not say."""
+    text = (comfy / "comfyui_version.py").read_text() if (comfy / "comfyui_version.py").is_file() else ""
+    found = [line.split("=", 1)[1].strip().strip("\"'") for line in text.splitlines() if line.startswith("__version__")]
+    return parse_version(found[0]) if found else None
+
+
+def newest_frontend_args(comfy: Path) -> list[str]:
+    """``--front-end-root`` for the newest frontend; skips (one line) where it is not installed or
+    this ComfyUI is older than the servers it is built for."""
+    root = os.environ.get(NEWEST_FRONTEND)
+    if not root:
+        pytest.skip(f"${NEWEST_FRONTEND} is not set: the newest frontend (pyproject's oracle extra, "
+                    "comfyui-frontend-package) is not installed; .ci/run installs it")
+    version = comfyui_version(comfy)
+    if version is None or version < NEWEST_FRONTEND_FROM:
+        pytest.skip(f"the newest frontend is checked on ComfyUI >= 0.33 only; this is ComfyUI {version}, "
+                    "whose server predates it by a year")
+    assert (Path(root) / "index.html").is_file(), f"${NEWEST_FRONTEND}={root} holds no frontend (index.html)"
+    return ["--front-end-root", root]
+
+
+@pytest.fixture(scope="module", params=["own", "newest"], ids=["own-frontend", "newest-frontend"])
+def server(request, comfyui_path, models_cache, tmp_path_factory):
     """This module's own ComfyUI, with its API nodes loaded as a stock ComfyUI has them (the rest of
-    the suite disables them), so the templates built on API nodes convert in the frontend too.
-    Nothing here runs them: the oracle only loads and converts."""
+    the suite disables them), so the templates built on API nodes convert in the frontend too; once
+    with the frontend it pins, once with the newest. Nothing here runs them: the oracle only loads
+    and converts."""
     from comfyui_wanmasking.tests.integration.comfy_server import ComfyServer
 
-    srv = ComfyServer(comfyui_path, tmp_path_factory.mktemp("comfy_oracle"), models_cache, api_nodes=True).start()
+    extra = newest_frontend_args(comfyui_path) if request.param == "newest" else []
+    srv = ComfyServer(comfyui_path, tmp_path_factory.mktemp("comfy_oracle"), models_cache, api_nodes=True,
+                      extra_args=extra).start()
     yield srv
     srv.stop()
 
@@ -181,9 +214,12 @@ def object_info(server):
 
 
 @pytest.fixture(scope="module")
-def frontend_version(server):
-    version = ServerBackend(server.url).frontend_version()
-    assert version, "the server does not say which frontend it serves (/system_stats)"
+def frontend_version(server, oracle_browser):
+    """The version of the frontend the browser runs (the server names the one it pins, also when
+    --front-end-root serves another)."""
+    version = oracle_browser.execute_script("return window.__COMFYUI_FRONTEND_VERSION__ || null") \
+        or ServerBackend(server.url).frontend_version()
+    assert version, "neither the frontend nor the server says which frontend this is"
     return version
 
 
