@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_wanmasking.tests.integration.examples import applies, for_this_comfyui, provide_media
+from comfyui_wanmasking.tests.integration.examples import UI_EXAMPLES, applies, for_this_comfyui, provide_media
+from comfyui_wanmasking.wanmask_runner.example_names import api_twin
 from comfyui_wanmasking.wanmask_runner.model_links import MODEL_DOWNLOADS
 
 REPO = Path(__file__).resolve().parents[2]
-UI_EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 LOAD_AND_INSPECT = """
@@ -72,12 +72,12 @@ def dialogs(driver) -> list[str]:
         "return Array.from(document.querySelectorAll('.p-dialog, [role=dialog]')).map(e => e.innerText)")
 
 
-@pytest.mark.parametrize("ui_file", UI_EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("ui_file", UI_EXAMPLES, ids=lambda p: api_twin(p).stem)
 def test_ui_example_loads_in_the_frontend(browser, server, ui_file, tmp_path):
     from PIL import Image, ImageStat
 
     object_info = server.get("/object_info")
-    api_file = ui_file.parent / "api" / ui_file.name
+    api_file = api_twin(ui_file)
     if not applies(api_file, object_info):
         pytest.skip(f"{ui_file.name} is made for the other tested ComfyUI version (nodes missing here)")
     workflow = json.loads(ui_file.read_text())
