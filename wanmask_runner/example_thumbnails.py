@@ -24,7 +24,8 @@ from .demo_data import fast_motion_clip
 from .example_names import EXAMPLES, TITLES, ui_example, thumbnail
 
 SIZE, CAPTION_H = 256, 44
-PICTURE_H = SIZE - CAPTION_H
+BADGE_H = 34  # the frontend (1.49) lays its "Node graph" badge over the picture's top left
+PICTURE_H = SIZE - BADGE_H - CAPTION_H
 INK, PAPER, GIVEN, GENERATED = (235, 235, 235), (28, 30, 34), (90, 170, 255), (225, 80, 60)
 JPEG_QUALITY = 85
 
@@ -77,14 +78,14 @@ def loss_weights(items: int):
     from PIL import Image
     gamma = _node_inputs("masked_lora_training", "WanMaskLossWeights")[0]["gamma"]
     canvas = Image.new("RGB", (SIZE, PICTURE_H), PAPER)
-    sizes = [(120, 100)] * 2 if items == 1 else [(120, 66), (80, 100), (120, 90), (100, 100)]
+    sizes = [(110, 84)] * 2 if items == 1 else [(120, 66), (70, 84), (110, 80), (84, 84)]
     for i, (w, h) in enumerate(sizes):
         images, mask = fast_motion_clip(1 + 5 * i, h, w, speed=6.0, side=min(w, h) // 2)
         soft = torch.nn.functional.avg_pool2d(mask[-1:].unsqueeze(0), 9, 1, 4, count_include_pad=False)[0, 0]
         weight = apply_gamma_floor(soft, gamma)
         tile = images[-1] if (items == 1 and i == 0) else weight.unsqueeze(-1).expand(-1, -1, 3)
-        x, y = 4 + (i % 2) * 126, 4 + (i // 2) * 104
-        canvas.paste(_pil(tile), (x + (120 - w) // 2, y + (100 - h) // 2))
+        x, y = 4 + (i % 2) * 126, 3 + (i // 2) * 88
+        canvas.paste(_pil(tile), (x + (120 - w) // 2, y + (84 - h) // 2))
     return canvas
 
 
@@ -99,11 +100,11 @@ def timeline(bars: list[tuple[str, int, int, tuple]], frames: int, marks: dict[i
     draw.line((left, PICTURE_H - 30, right, PICTURE_H - 30), fill=INK, width=1)
     for f in (0, frames):
         draw.text((x(f) - (0 if f == 0 else 24), PICTURE_H - 24), f"{f}", fill=INK, font=font)
-    y = 14
+    y = 4
     for label, start, end, color in bars:
-        draw.rectangle((x(start), y, x(end), y + 26), fill=color)
-        draw.text((x(start) + 4, y + 6), label, fill=(255, 255, 255), font=font)
-        y += 34
+        draw.rectangle((x(start), y, x(end), y + 24), fill=color)
+        draw.text((x(start) + 4, y + 5), label, fill=(255, 255, 255), font=font)
+        y += 30
     y += 16
     for f, label in dict(marks).items():
         draw.rectangle((x(f) - 3, y, x(f) + 3, PICTURE_H - 30), fill=GIVEN)
@@ -161,8 +162,8 @@ def render(api_name: str):
     from PIL import Image, ImageDraw
     image = Image.new("RGB", (SIZE, SIZE), PAPER)
     pic, caption = picture(api_name)
-    image.paste(pic, (0, 0))
-    ImageDraw.Draw(image).multiline_text((8, PICTURE_H + 4), caption, fill=INK, font=_font(13), spacing=3)
+    image.paste(pic, (0, BADGE_H))
+    ImageDraw.Draw(image).multiline_text((8, BADGE_H + PICTURE_H + 4), caption, fill=INK, font=_font(13), spacing=3)
     return image
 
 
