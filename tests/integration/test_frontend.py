@@ -122,13 +122,13 @@ performance.clearResourceTimings();
 performance.setResourceTimingBufferSize(5000);
 window.app.extensionManager.command.execute('Comfy.BrowseTemplates').then(() => done(true), e => done(String(e)));
 """
-# Per card of ours: its title as shown, and its picture as the browser loaded it (requested as the
-# frontend builds the URL; natural size 0 when the request failed or the file is no image).
+# Per card: its title as shown, and its picture once the browser has loaded one (the frontend's own
+# fallback picture when the request failed: not 256 px wide).
 TEMPLATE_CARDS = """
 const cards = Array.from(document.querySelectorAll('[data-testid^="template-workflow-"]')).map(c => {
   const img = c.querySelector('img');
   return {card: c, name: c.dataset.testid.slice('template-workflow-'.length), title: c.querySelector('h3')?.innerText,
-          src: img?.src, loaded: !!img && img.complete, width: img ? img.naturalWidth : 0}; });
+          src: img?.src, loaded: !!img?.src && img.complete && img.naturalWidth > 0, width: img?.naturalWidth}; });
 // a card's picture loads while the card is in view (and is dropped when it leaves): show the first card
 // whose picture has not been seen loaded (their names are the argument)
 cards.find(c => !arguments[0].includes(c.name))?.card.scrollIntoView({block: 'center'});
