@@ -3,7 +3,7 @@
 Python API::
 
     from wanmask_runner import run_workflow
-    result = run_workflow("example_workflows/t2v_fast_motion_inpaint.json",
+    result = run_workflow("example_workflows/api/t2v_fast_motion_inpaint.json",
                           server="http://127.0.0.1:8188", overrides=["KSampler.steps=4"], out_dir="out")
     result.ok, result.files, result.node_errors
 

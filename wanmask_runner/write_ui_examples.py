@@ -1,5 +1,5 @@
 """Write the UI-format twin of every API-format example: ``example_workflows/api/X.json`` ->
-``example_workflows/X.json`` (the folder ComfyUI serves as templates).
+``example_workflows/<X's title>.json`` (the folder ComfyUI serves as templates; titles in example_names.py).
 
     python -m wanmask_runner.write_ui_examples --comfyui /path/to/ComfyUI   (or --server URL)
 
@@ -15,6 +15,7 @@ import argparse
 import json
 
 from .backends import open_backend
+from .example_names import ui_example
 from .locate import REPO
 from .model_links import add_model_links
 from .workflow.convert import api_to_ui
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
         if args.examples and api_file.stem not in args.examples:
             continue
         prompt = json.loads(api_file.read_text())
-        ui_file = EXAMPLES / api_file.name
+        ui_file = ui_example(api_file.stem)
         if ui_file.exists() and json.loads(ui_file.read_text()).get("definitions", {}).get("subgraphs"):
             print(f"kept {ui_file.name}: made in the frontend with subgraphs (its API twin follows it)")
             continue

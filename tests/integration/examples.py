@@ -18,6 +18,7 @@ from comfyui_wanmasking.wanmask_runner.workflow.widgets import declared_input_na
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "example_workflows"
 API_EXAMPLES = sorted((EXAMPLES / "api").glob("*.json"))
+UI_EXAMPLES = sorted(EXAMPLES.glob("*.json"))  # the templates, named by their titles (example_names.py)
 FRAMES, SIZE = 17, 32  # small: the tiny VAE has the real Wan VAE's width
 ZERO_COND = ("WanMaskTestZeroConditioning", {"tokens": 8})
 FAKE_CLIP_VISION = ("WanMaskTestClipVisionOutput", {"tokens": 257})

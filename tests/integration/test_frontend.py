@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_wanmasking.tests.integration.examples import applies, for_this_comfyui, provide_media
+from comfyui_wanmasking.tests.integration.examples import UI_EXAMPLES, applies, for_this_comfyui, provide_media
+from comfyui_wanmasking.wanmask_runner.example_names import api_twin
 from comfyui_wanmasking.wanmask_runner.model_links import MODEL_DOWNLOADS
 
 REPO = Path(__file__).resolve().parents[2]
-UI_EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 LOAD_AND_INSPECT = """
@@ -72,12 +72,12 @@ def dialogs(driver) -> list[str]:
         "return Array.from(document.querySelectorAll('.p-dialog, [role=dialog]')).map(e => e.innerText)")
 
 
-@pytest.mark.parametrize("ui_file", UI_EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("ui_file", UI_EXAMPLES, ids=lambda p: api_twin(p).stem)
 def test_ui_example_loads_in_the_frontend(browser, server, ui_file, tmp_path):
     from PIL import Image, ImageStat
 
     object_info = server.get("/object_info")
-    api_file = ui_file.parent / "api" / ui_file.name
+    api_file = api_twin(ui_file)
     if not applies(api_file, object_info):
         pytest.skip(f"{ui_file.name} is made for the other tested ComfyUI version (nodes missing here)")
     workflow = json.loads(ui_file.read_text())
@@ -113,3 +113,73 @@ def test_ui_example_loads_in_the_frontend(browser, server, ui_file, tmp_path):
     browser.save_screenshot(str(shot))
     stat = ImageStat.Stat(Image.open(shot).convert("L"))
     assert stat.stddev[0] > 10, "the screenshot is blank"
+
+
+OPEN_TEMPLATE_BROWSER = """
+const done = arguments[arguments.length - 1];
+// the page's own loading filled the browser's record of requests (250 by default): start a new one
+performance.clearResourceTimings();
+performance.setResourceTimingBufferSize(5000);
+window.app.extensionManager.command.execute('Comfy.BrowseTemplates').then(() => done(true), e => done(String(e)));
+"""
+# Per card: its title as shown, and its picture once the browser has loaded one (the frontend's own
+# fallback picture when the request failed: not 256 px wide).
+TEMPLATE_CARDS = """
+const cards = Array.from(document.querySelectorAll('[data-testid^="template-workflow-"]')).map(c => {
+  const img = c.querySelector('img');
+  return {card: c, name: c.dataset.testid.slice('template-workflow-'.length), title: c.querySelector('h3')?.innerText,
+          src: img?.src, loaded: !!img?.src && img.complete && img.naturalWidth > 0, width: img?.naturalWidth}; });
+// a card's picture loads while the card is in view (and is dropped when it leaves): show the first card
+// whose picture has not been seen loaded (their names are the argument)
+cards.find(c => !arguments[0].includes(c.name))?.card.scrollIntoView({block: 'center'});
+return cards.map(({card, ...rest}) => rest);
+"""
+THUMBNAIL_REQUESTS = """
+return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/workflow_templates/'))
+  .map(e => [decodeURIComponent(e.name), e.responseStatus]);
+"""
+
+
+def test_template_browser_shows_every_example_by_title_and_picture(browser, server, tmp_path):
+    """The template browser, as a user opens it: the pack's category (our folder name, as ComfyUI
+    lists custom-node templates), every UI example under its readable title, and each thumbnail
+    requested and loaded (HTTP 200, the 256 px JPEG)."""
+    from PIL import Image, ImageStat
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    pack = server.get("/workflow_templates")
+    assert sorted(pack["ComfyUI-WanMasking"]) == sorted(p.stem for p in UI_EXAMPLES)
+    assert browser.execute_async_script(OPEN_TEMPLATE_BROWSER) is True
+    category = ("//*[@role='dialog']//*[normalize-space(.)='ComfyUI-WanMasking' and "
+                "not(*[normalize-space(.)='ComfyUI-WanMasking'])]")  # the innermost element with our name
+    deadline = time.time() + 30
+    while not browser.find_elements(By.XPATH, category):
+        assert time.time() < deadline, f"no 'ComfyUI-WanMasking' category in the template browser: {dialogs(browser)}"
+        time.sleep(0.5)
+    browser.find_elements(By.XPATH, category)[0].click()
+    titles = {p.stem for p in UI_EXAMPLES}
+    deadline = time.time() + 60
+    widths = {}  # title -> the natural width of its picture, once seen loaded
+    while True:
+        cards = browser.execute_script(TEMPLATE_CARDS, sorted(widths))
+        widths |= {c["name"]: c["width"] for c in cards if c["loaded"]}
+        if {c["name"] for c in cards} == titles and set(widths) == titles:
+            break
+        assert time.time() < deadline, f"the category shows {cards}, not {sorted(titles)} with their pictures"
+        time.sleep(0.5)
+    for card in cards:
+        assert card["title"] == card["name"], card  # the readable title, as the file is named
+    assert widths == {t: 256 for t in titles}, f"thumbnails that did not load: {widths}"
+    requests = dict(browser.execute_script(THUMBNAIL_REQUESTS))
+    for title in titles:
+        url = f"{server.url}/api/workflow_templates/ComfyUI-WanMasking/{title}.jpg"
+        assert requests.get(url) == 200, (url, requests)
+    browser.execute_script("document.querySelector('[data-testid^=\"template-workflow-\"]')"
+                           ".scrollIntoView({block: 'start'})")
+    time.sleep(0.5)
+    shot = tmp_path / "template_browser.png"
+    browser.save_screenshot(str(shot))
+    print(f"template browser screenshot: {shot}")
+    assert ImageStat.Stat(Image.open(shot).convert("L")).stddev[0] > 10, "the screenshot is blank"
+    browser.find_element("tag name", "body").send_keys(Keys.ESCAPE)

@@ -377,9 +377,10 @@ def test_a_trainer_saved_on_one_version_loads_with_the_same_values_on_the_other(
     this ComfyUI to the trainer inputs of the API twin, whichever version saved them: WanMaskTrainLoRA's
     input list does not depend on the version. The save node of the other version is left out."""
     from comfyui_wanmasking.tests.integration.examples import EXAMPLES
+    from comfyui_wanmasking.wanmask_runner.example_names import ui_example
     from comfyui_wanmasking.wanmask_runner.workflow.convert import ui_to_api
     info = server.get("/object_info")
-    ui = json.loads((EXAMPLES / f"{saved}.json").read_text())
+    ui = json.loads(ui_example(saved).read_text())
     ui["nodes"] = [n for n in ui["nodes"] if n["type"] in info]
     converted = ui_to_api(ui, info)
     api = json.loads((EXAMPLES / "api" / f"{saved}.json").read_text())
