@@ -176,11 +176,6 @@ def server(comfyui_path, models_cache, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def object_info(server):
-    return server.get("/object_info")
-
-
-@pytest.fixture(scope="module")
 def frontend_version(server):
     version = ServerBackend(server.url).frontend_version()
     assert version, "the server does not say which frontend it serves (/system_stats)"
