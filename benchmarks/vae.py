@@ -20,10 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import sys
-import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,6 +37,9 @@ if not torch.cuda.is_available():
 from comfy.ldm.wan.vae import WanVAE as NativeWanVAE  # noqa: E402
 
 from ..masking.geometry import WAN21  # noqa: E402
+from .measure.chart import draw_chart  # noqa: E402
+# PeakMemory is imported from here by benchmarks/training_set.py and gpu/vae_stage.py (after ComfyUI is set up)
+from .measure.peaks import PeakMemory, measure, mib, out_bytes  # noqa: E402,F401
 from ..vae import memory  # noqa: E402
 from ..vae.loading import build_wan_vae  # noqa: E402
 
@@ -66,81 +65,6 @@ def random_state_dict(model: torch.nn.Module, seed: int = 0) -> dict:
         else:
             sd[k] = torch.randn(v.shape, generator=g) * v[0].numel() ** -0.5
     return sd
-
-
-class PeakMemory:
-    """Peak memory above the level at entry: CUDA allocator, or process RSS sampled in a thread."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.peak = device, 0
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            import psutil
-            self.proc = psutil.Process()
-            self.base = self.proc.memory_info().rss
-            self.top = self.base
-            self.stop = False
-            self.thread = threading.Thread(target=self._sample, daemon=True)
-            self.thread.start()
-        return self
-
-    def _sample(self):
-        while not self.stop:
-            self.top = max(self.top, self.proc.memory_info().rss)
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() - self.base
-        else:
-            self.stop = True
-            self.thread.join()
-            self.peak = self.top - self.base
-
-
-class Timing(float):
-    """Median wall seconds, carrying the median process CPU seconds (all threads) as ``.cpu``.
-
-    On a shared machine wall time swings with other load; CPU time counts the work actually done."""
-
-    def __new__(cls, wall, cpu):
-        obj = super().__new__(cls, wall)
-        obj.cpu = cpu
-        return obj
-
-
-def measure(fn, device, repeats: int):
-    """(result, Timing, peak bytes) of ``fn()`` over ``repeats`` runs (medians; peak = max)."""
-    walls, cpus, peak, out = [], [], 0, None
-    for _ in range(repeats):
-        out = None
-        with PeakMemory(device) as pm:
-            c, t = time.process_time(), time.perf_counter()
-            out = fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            walls.append(time.perf_counter() - t)
-            cpus.append(time.process_time() - c)
-        peak = max(peak, pm.peak)
-    return out, Timing(statistics.median(walls), statistics.median(cpus)), peak
-
-
-def mib(b):
-    return f"{b / 2**20:,.0f} MiB"
-
-
-def out_bytes(shape) -> int:
-    """Bytes of a float32 tensor of ``shape`` (the output buffer, subtracted from every CPU peak)."""
-    n = 4
-    for d in shape:
-        n *= d
-    return n
 
 
 def native_tiled_decode(native, z, tile, overlap):
@@ -270,47 +194,6 @@ def length_sweep(native, ours, size, lines):
     lines.append("")
     return {"pixels": size * size, "label": f"{size}x{size}", "native": nm, "ours": om,
             "ours_offload_traced": memory.decode_bytes(ours, (1, 16, 9, h, h), offload=True).peak}
-
-
-def draw_chart(points, path: Path, title: str) -> None:
-    """Peak memory against frame resolution as a PNG (Pillow's ImageDraw; no plotting library)."""
-    from PIL import Image, ImageDraw
-
-    series = [("native", "native untiled", (200, 40, 40)), ("native_tiled", "native tiled", (240, 150, 60)),
-              ("ours", "ours untiled", (30, 90, 200)), ("ours_tiled", "ours tiled", (40, 160, 90)),
-              ("ours_offload_traced", "ours + cache offload (traced device bytes)", (130, 60, 170))]
-    wd, ht, l, r, top, bot = 900, 560, 90, 30, 50, 110
-    img = Image.new("RGB", (wd, ht), "white")
-    d = ImageDraw.Draw(img)
-    pts = sorted(points, key=lambda p: p["pixels"])
-    xmax = max(p["pixels"] for p in pts) * 1.05
-    ymax = max(p.get(k, 0) for p in pts for k, _, _ in series) / 2**20 * 1.1
-    fx = lambda v: l + (wd - l - r) * v / xmax  # noqa: E731
-    fy = lambda v: ht - bot - (ht - top - bot) * v / ymax  # noqa: E731
-    d.text((l, 15), title, fill="black")
-    d.line([(l, top), (l, ht - bot), (wd - r, ht - bot)], fill="black")
-    step = 10 ** max(0, len(str(int(ymax))) - 1)
-    step = step if ymax / step >= 3 else step / 2
-    y = 0.0
-    while y <= ymax:
-        d.line([(l - 4, fy(y)), (wd - r, fy(y))], fill=(225, 225, 225))
-        d.text((8, fy(y) - 6), f"{y:,.0f} MiB", fill="black")
-        y += step
-    for p in pts:
-        d.line([(fx(p["pixels"]), ht - bot), (fx(p["pixels"]), ht - bot + 4)], fill="black")
-        d.text((fx(p["pixels"]) - 25, ht - bot + 8), p["label"], fill="black")
-    d.text((l, ht - bot + 26), "frame size (pixels per frame, linear axis); peak above the output buffer",
-           fill="black")
-    for i, (key, name, color) in enumerate(series):
-        xy = [(fx(p["pixels"]), fy(p[key] / 2**20)) for p in pts if key in p]
-        if len(xy) > 1:
-            d.line(xy, fill=color, width=3)
-        for (a, b) in xy:
-            d.ellipse([a - 4, b - 4, a + 4, b + 4], fill=color)
-        lx, ly = l + (i % 3) * 270, ht - 60 + (i // 3) * 20
-        d.line([(lx, ly + 6), (lx + 24, ly + 6)], fill=color, width=3)
-        d.text((lx + 30, ly), name, fill="black")
-    img.save(path)
 
 
 def traced_native_decode(dtype: torch.dtype, shape) -> int:

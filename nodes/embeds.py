@@ -45,11 +45,24 @@ def note_native_animate_placement() -> int | None:
     return shift
 
 
-class _Hooks:
-    """Progress bar + interrupt check handed to the core as ``should_stop``."""
+class _EncodeProgress:
+    """Progress bar + interrupt check handed to the core as ``should_stop``: one step per VAE encode the
+    builder may run, so the bar's length is that builder's most encodes."""
 
-    def __init__(self, steps: int):
-        self.bar = compat.progress_bar(steps)
+    def __init__(self, encodes: int):
+        self.bar = compat.progress_bar(encodes)
+
+    @classmethod
+    def i2v(cls) -> "_EncodeProgress":
+        return cls(encodes=2)  # the clip, and end_image when it is its own latent frame
+
+    @classmethod
+    def vace(cls) -> "_EncodeProgress":
+        return cls(encodes=3)  # the inactive frames, the reactive frames and reference_image
+
+    @classmethod
+    def animate(cls) -> "_EncodeProgress":
+        return cls(encodes=3)  # reference_image, the background clip and pose_video
 
     def __call__(self):
         compat.throw_if_interrupted()
@@ -150,7 +163,7 @@ class WanMaskI2VEmbeds(io.ComfyNode):
             _encoder(vae), length=length, height=height, width=width, geometry=geometry, start_image=start_image,
             end_image=end_image, keyframes=keyframes, keyframe_indices=keyframe_indices,
             fun_or_fl2v_model=fun_or_fl2v_model, null_fill=null_fill, latent_strength=latent_strength,
-            latent_mean=compat.empty_latent_mean(geometry.latent_channels), should_stop=_Hooks(2),
+            latent_mean=compat.empty_latent_mean(geometry.latent_channels), should_stop=_EncodeProgress.i2v(),
             ref_pad_image=ref_pad_image)
         values = {"concat_latent_image": out.concat_latent_image, "concat_mask": out.concat_mask}
         if clip_vision_output is not None and clip_vision_end_output is not None:
@@ -214,7 +227,8 @@ class WanMaskVaceEmbeds(io.ComfyNode):
         out = build_vace_embeds(_encoder(vae), length=length, height=height, width=width,
                                 control_video=control_video, control_masks=control_masks,
                                 reference_image=reference_image, threshold=mask_threshold,
-                                latent_mean=compat.empty_latent_mean(geometry.latent_channels), geometry=geometry, should_stop=_Hooks(3))
+                                latent_mean=compat.empty_latent_mean(geometry.latent_channels), geometry=geometry,
+                                should_stop=_EncodeProgress.vace())
         positive, negative = _set(positive, negative, {"vace_frames": [out.vace_frames], "vace_mask": [out.vace_mask],
                                                        "vace_strength": [strength]}, append=True)
         latent = _empty_latent(batch_size, geometry.latent_channels, out.latent_frames, *out.vace_frames.shape[-2:])
@@ -288,7 +302,7 @@ class WanMaskAnimateEmbeds(io.ComfyNode):
                                    reference_image=reference_image, pose_video=pose_video, face_video=face_video,
                                    bg_images=bg_images, mask=mask, continue_motion=continue_motion,
                                    continue_motion_max_frames=continue_motion_max_frames,
-                                   video_frame_offset=video_frame_offset, should_stop=_Hooks(3))
+                                   video_frame_offset=video_frame_offset, should_stop=_EncodeProgress.animate())
         pos = {"concat_latent_image": out.concat_latent_image, "concat_mask": out.concat_mask}
         if out.pose_video_latent is not None:
             pos["pose_video_latent"] = out.pose_video_latent

@@ -6,7 +6,8 @@ imports and nothing here shadows ComfyUI's own ``nodes``. Importing the package 
 ComfyUI (its ``comfy_entrypoint`` is lazy).
 
 Fixtures: one real ComfyUI server per test session for tests/integration and tests/reliability
-(skipped with the reason when no ComfyUI is found). Unit tests never use them.
+(skipped with the reason when no ComfyUI is found), and its ``/object_info``. Unit tests never use them.
+Shared helpers that are not fixtures live in tests/helpers/.
 """
 from __future__ import annotations
 
@@ -75,6 +76,13 @@ def server(comfyui_path, models_cache, tmp_path_factory):
     srv = ComfyServer(comfyui_path, tmp_path_factory.mktemp("comfy_base"), models_cache).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def object_info(server) -> dict:
+    """The server's ``/object_info``, fetched once per module (from the module's own ``server`` where it
+    overrides the session one, as the frontend oracle does)."""
+    return server.get("/object_info")
 
 
 @pytest.fixture

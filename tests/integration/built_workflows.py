@@ -8,26 +8,9 @@ from __future__ import annotations
 
 import copy
 
+from comfyui_wanmasking.tests.helpers.ui_graphs import link, node
+
 OUTER, INNER = "5d1f0c7e-2b4a-4c39-9e51-0a6b7c8d9e01", "8a2e4f6b-3c5d-4e7f-8a9b-1c2d3e4f5a02"
-
-
-def node(nid, kind, inputs=(), outputs=(), widgets=(), mode=0, title=None, pos=(0, 0)):
-    """inputs: (name, type, link[, widget name]); outputs: (name, type, [link ids])."""
-    n = {"id": nid, "type": kind, "pos": list(pos), "size": [300, 110], "flags": {}, "order": 0, "mode": mode,
-         "inputs": [{"name": i[0], "type": i[1], "link": i[2], **({"widget": {"name": i[3]}} if len(i) > 3 else {})}
-                    for i in inputs],
-         "outputs": [{"name": o[0], "type": o[1], "links": list(o[2])} for o in outputs],
-         "properties": {"Node name for S&R": kind}, "widgets_values": list(widgets)}
-    if title:
-        n["title"] = title
-    return n
-
-
-def link(lid, src, slot, dst, dst_slot, kind, parent=None):
-    out = {"id": lid, "origin_id": src, "origin_slot": slot, "target_id": dst, "target_slot": dst_slot, "type": kind}
-    if parent is not None:
-        out["parentId"] = parent
-    return out
 
 
 def subgraph(sg_id, name, inputs, outputs, nodes, links, reroutes=()):

@@ -1,5 +1,6 @@
 """The compatibility boundary (nodes/comfy_compat/) finds every ComfyUI internal it bridges, in the
-ComfyUI under test. When a new ComfyUI breaks the pack, this names the file and the feature."""
+ComfyUI under test, by behaviour (tests/unit/test_self_check_probes.py feeds each probe fakes with
+changed shapes). When a new ComfyUI breaks the pack, this names the file and the feature."""
 from __future__ import annotations
 
 import json
@@ -20,6 +21,8 @@ def found(comfyui_path):
             "sys.argv = ['main.py', '--cpu']\n"
             "sys.path.insert(0, '.')\n"
             "import comfy.options; comfy.options.enable_args_parsing()\n"
+            # as ComfyUI's main.py does, before nodes.py puts comfy/ (and its utils.py) first on sys.path
+            "import utils.extra_config\n"
             f"spec = importlib.util.spec_from_file_location('wanmask_comfy_compat', {str(COMPAT / '__init__.py')!r}, "
             f"submodule_search_locations=[{str(COMPAT)!r}])\n"
             "m = importlib.util.module_from_spec(spec); sys.modules['wanmask_comfy_compat'] = m\n"

@@ -209,11 +209,6 @@ def server(request, comfyui_path, models_cache, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def object_info(server):
-    return server.get("/object_info")
-
-
-@pytest.fixture(scope="module")
 def frontend_version(server, oracle_browser):
     """The version of the frontend the browser runs (the server names the one it pins, also when
     --front-end-root serves another)."""

@@ -7,25 +7,18 @@ from safetensors.torch import load_file, save_file
 
 from comfyui_wanmasking.masking.geometry import WAN21
 from comfyui_wanmasking.masking.latent_mask import latent_mask_to_pixel, pixel_mask_to_latent
+from comfyui_wanmasking.tests.helpers.masks import moving_square
 from comfyui_wanmasking.tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
 
 FRAMES, SIZE = 17, 32  # -> latent [1, 16, 5, 4, 4] (small: the tiny VAE has the real width)
 C = SIZE // 8
 
 
-def moving_square(frames=FRAMES, size=SIZE, side=10, speed=7):
-    m = torch.zeros(frames, size, size)
-    for f in range(frames):
-        x = (f * speed) % (size - side)
-        m[f, size // 3:size // 3 + side, x:x + side] = 1
-    return m
-
-
 @pytest.fixture
 def clip_file(io_dir):
     g = torch.Generator().manual_seed(3)
     path = io_dir / "clip.safetensors"
-    save_file({"image": torch.rand(FRAMES, SIZE, SIZE, 3, generator=g), "mask": moving_square()}, str(path))
+    save_file({"image": torch.rand(FRAMES, SIZE, SIZE, 3, generator=g), "mask": moving_square(FRAMES, SIZE)}, str(path))
     return path
 
 
@@ -57,7 +50,7 @@ def test_encode_mask_sample_decode_keeps_the_unmasked_latent(server, clip_file, 
     before, after = load_file(str(io_dir / "before.safetensors")), load_file(str(io_dir / "after.safetensors"))
     assert before["samples"].shape == (1, 16, 5, C, C)
     assert before["noise_mask"].shape == (1, 1, 5, C, C)
-    expected = pixel_mask_to_latent(moving_square(), (1, 16, 5, C, C), WAN21)
+    expected = pixel_mask_to_latent(moving_square(FRAMES, SIZE), (1, 16, 5, C, C), WAN21)
     assert torch.equal(before["noise_mask"], expected)
     assert after["image"].shape == (FRAMES, SIZE, SIZE, 3)
 
@@ -85,7 +78,7 @@ def test_native_noise_mask_preview_shows_comfyui_trilinear(server, clip_file, io
     res = {n: load_file(str(io_dir / f"{n}.safetensors")) for n in ("native", "ours", "causal")}
     assert res["native"]["mask"].shape == (FRAMES, SIZE, SIZE)
     assert torch.equal(res["native"]["mask"], res["ours"]["mask"])
-    user = moving_square()
+    user = moving_square(FRAMES, SIZE)
     # native leaves part of the moving square kept; the causal max mask covers all of it
     assert (res["native"]["mask"][user > 0] < 0.5).any()
     assert res["causal"]["mask"][user > 0].min() == 1

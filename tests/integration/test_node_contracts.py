@@ -19,11 +19,6 @@ EXPERT = {"WanMaskSamplerPatch": ["exact_keep", "validate"], "WanMaskVAEDecode":
 
 
 @pytest.fixture(scope="module")
-def object_info(server):
-    return server.get("/object_info")
-
-
-@pytest.fixture(scope="module")
 def version(server):
     return server.get("/system_stats")["system"]["comfyui_version"]
 

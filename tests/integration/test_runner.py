@@ -19,14 +19,6 @@ from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
 from comfyui_wanmasking.wanmask_runner.workflow.convert import ui_to_api
 from comfyui_wanmasking.wanmask_runner.workflow.validate import check_against_object_info
 
-ZERO_COND = ("WanMaskTestZeroConditioning", {"tokens": 8})
-
-
-@pytest.fixture(scope="module")
-def object_info(server):
-    return server.get("/object_info")
-
-
 @pytest.fixture(scope="module")
 def demo_inputs(server):
     """The synthetic fast-motion clip and mask, in the server's input folder."""

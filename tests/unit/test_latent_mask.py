@@ -9,6 +9,7 @@ from comfyui_wanmasking.masking.geometry import WAN21, WAN22
 from comfyui_wanmasking.masking.latent_mask import (
     SPATIAL_MODES, TEMPORAL_MODES, latent_mask_to_pixel, pixel_mask_to_latent, validate_mask,
 )
+from comfyui_wanmasking.tests.helpers.masks import moving_square
 
 
 def latent_shape(t, h, w, b=1, c=16):
@@ -19,15 +20,6 @@ def native_reshape(mask, shape):
     """What comfy.utils.reshape_mask does for a 5D latent, channel 0 (see reference spec §1.3)."""
     m = mask.reshape(1, 1, -1, mask.shape[-2], mask.shape[-1])
     return F.interpolate(m, size=shape[2:], mode="trilinear")
-
-
-def moving_square(frames=81, size=64, side=8, speed=6):
-    """An 8x8 square moving `speed` px per frame to the right (wrapping), 1 = regenerate."""
-    m = torch.zeros(frames, size, size)
-    for f in range(frames):
-        x = (f * speed) % (size - side)
-        m[f, 20:20 + side, x:x + side] = 1
-    return m
 
 
 # ---- shapes and layouts -----------------------------------------------------------------
@@ -88,7 +80,7 @@ def test_mask_on_frames_1_to_4_lands_on_latent1_not_latent0():
 
 
 def test_fast_motion_is_fully_regenerated_with_temporal_max():
-    m = moving_square(speed=6)
+    m = moving_square(frames=81, size=64, side=8, speed=6, top=20)
     shape = latent_shape(21, 8, 8)
     effective = latent_mask_to_pixel(pixel_mask_to_latent(m, shape, WAN21, temporal="max"), WAN21)[0]
     # every pixel the object covers, on every frame, is regenerated

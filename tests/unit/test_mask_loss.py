@@ -249,9 +249,25 @@ def test_every_validation_message(kwargs, match):
         MaskLossSettings(**kwargs)
 
 
-def test_valid_boundaries():
-    MaskLossSettings(gamma=1e-3, min_weight=0.0, prior_weight=0.0, prior_threshold=None)
-    MaskLossSettings(prior_weight=1.0, prior_threshold=0.999)
+@pytest.mark.parametrize("kwargs,prior_mask", [
+    ({"gamma": 1e-3, "min_weight": 0.0, "prior_weight": 0.0, "prior_threshold": None}, "none"),
+    ({"min_weight": 0.999}, "none"),
+    ({"prior_weight": 1.0, "prior_threshold": 0.999}, "some"),
+    ({"prior_weight": 1.0, "prior_threshold": 1e-3}, "none"),
+])
+def test_valid_boundaries(kwargs, prior_mask):
+    """Values at the edge of each allowed range are accepted as given, and the loss they give is finite;
+    a threshold just under 1 puts (almost) every pixel of a random mask in the prior region, one just
+    over 0 none."""
+    settings = MaskLossSettings(**kwargs)
+    for name, value in kwargs.items():
+        assert getattr(settings, name) == value, name
+    raw = rand(1, 1, 2, 3, 3, seed=1) * 0.99 + 0.005  # inside (1e-3, 0.999)
+    out, stats = masked_loss(rand(1, 4, 2, 3, 3), raw, settings, prior_loss=rand(1, 4, 2, 3, 3, seed=2))
+    assert torch.isfinite(out) and out.item() > 0.0
+    assert (stats["prior_mask_mean"] > 0.0) == (prior_mask == "some")
+    if settings.min_weight:
+        assert stats["target_mask_mean"] >= settings.min_weight
 
 
 def test_warnings_for_valid_but_risky_settings():

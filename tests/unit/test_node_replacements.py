@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from comfyui_wanmasking.tests.unit.test_workflow_subgraphs import OBJECT_INFO as BASE, link, node
+from comfyui_wanmasking.tests.helpers.ui_graphs import link, node
+from comfyui_wanmasking.tests.unit.test_workflow_subgraphs import OBJECT_INFO as BASE
 from comfyui_wanmasking.wanmask_runner.node_replacements import apply_node_replacements, replace_then_convert
 from comfyui_wanmasking.wanmask_runner.workflow.convert import ui_to_api
 from comfyui_wanmasking.wanmask_runner.workflow.errors import WorkflowFormatError

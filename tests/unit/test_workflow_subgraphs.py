@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from comfyui_wanmasking.tests.helpers.ui_graphs import link, node
 from comfyui_wanmasking.wanmask_runner.workflow.convert import api_to_ui, ui_to_api
 from comfyui_wanmasking.wanmask_runner.workflow.errors import WorkflowFormatError
 from comfyui_wanmasking.wanmask_runner.workflow.overrides import apply_overrides
@@ -24,21 +25,6 @@ OBJECT_INFO = {
              "input_order": {"required": ["latent", "prefix"]}, "output": [], "output_name": []},
 }
 SG, INNER = "11111111-2222-4333-8444-555555555555", "99999999-2222-4333-8444-555555555555"
-
-
-def node(nid, kind, inputs=(), outputs=(), widgets=(), mode=0, title=None):
-    """A UI node; inputs: (name, type, link[, widget name]); outputs: (name, type, [link ids])."""
-    n = {"id": nid, "type": kind, "mode": mode, "widgets_values": list(widgets),
-         "inputs": [{"name": i[0], "type": i[1], "link": i[2], **({"widget": {"name": i[3]}} if len(i) > 3 else {})}
-                    for i in inputs],
-         "outputs": [{"name": o[0], "type": o[1], "links": list(o[2])} for o in outputs]}
-    if title:
-        n["title"] = title
-    return n
-
-
-def link(lid, src, slot, dst, dst_slot, kind):
-    return {"id": lid, "origin_id": src, "origin_slot": slot, "target_id": dst, "target_slot": dst_slot, "type": kind}
 
 
 def sampler_subgraph(sampler_mode=0, steps_promoted=True):
