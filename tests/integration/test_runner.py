@@ -12,10 +12,11 @@ import pytest
 from comfyui_wanmasking.tests.integration.comfy_server import run_cli
 from comfyui_wanmasking.tests.unit.stub_comfyui import loop_workflow
 from comfyui_wanmasking.tests.integration.examples import (
-    API_EXAMPLES, EXAMPLES, REPO, applies, for_this_comfyui, provide_media, tiny_example, write_tiny_example,
+    API_EXAMPLES, REPO, applies, for_this_comfyui, provide_media, tiny_example, write_tiny_example,
 )
 from comfyui_wanmasking.wanmask_runner.demo_data import write_clip
 from comfyui_wanmasking.wanmask_runner.demo_data import fast_motion_clip
+from comfyui_wanmasking.wanmask_runner.example_names import ui_example
 from comfyui_wanmasking.wanmask_runner.workflow.convert import ui_to_api
 from comfyui_wanmasking.wanmask_runner.workflow.validate import check_against_object_info
 
@@ -55,7 +56,7 @@ def test_example_validates_against_object_info(api_file, object_info):
     for nid, node in mine.items():   # every input present, none this ComfyUI lacks
         spec = object_info[node["class_type"]]["input"]
         assert set(spec.get("required", {})) <= set(node["inputs"]) or node["class_type"] == "SaveVideo", nid
-    ui_file = EXAMPLES / api_file.name
+    ui_file = ui_example(api_file.stem)
     assert ui_file.exists(), f"no UI-format twin for {api_file.name}: run python -m wanmask_runner.write_ui_examples"
     ui = json.loads(ui_file.read_text())
     def essentials(prompt):
