@@ -1,6 +1,6 @@
 """Identifying a Wan 2.1 / Wan 2.2 VAE by its key set and tensor shapes, never by one key.
 
-The state dicts are data-free: the real-width modules on the meta device (only keys and shapes
+The state dicts are data-free: Wan modules built on the meta device (only keys and shapes
 matter), edited into the other VAEs a user may pick: an SD-style 2-D VAE, a Qwen-Image-2.1-style VAE
 (the Wan 2.2 key layout, but 2-D, RGBA, 64 latent channels), an RGBA Wan variant, a mixed-up file.
 """
