@@ -164,12 +164,13 @@ def newest_frontend_args(comfy: Path) -> list[str]:
     this ComfyUI is older than the servers it is built for."""
     root = os.environ.get(NEWEST_FRONTEND)
     if not root:
-        pytest.skip(f"${NEWEST_FRONTEND} is not set: the newest frontend (pyproject's oracle extra, "
-                    "comfyui-frontend-package) is not installed; .ci/run installs it")
+        pytest.skip(f"${NEWEST_FRONTEND} is not set: the newest frontend (comfyui-frontend-package, pyproject's "
+                    "oracle-frontend extra) is not installed; .ci/run installs it")
     version = comfyui_version(comfy)
     if version is None or version < NEWEST_FRONTEND_FROM:
-        pytest.skip(f"the newest frontend is checked on ComfyUI >= 0.33 only; this is ComfyUI {version}, "
-                    "whose server predates it by a year")
+        pytest.skip(f"the newest frontend is checked on ComfyUI >= 0.33 only; this is ComfyUI "
+                    f"{'.'.join(map(str, version)) if version else 'of unknown version'}, "
+                    "older than the servers it is built for")
     assert (Path(root) / "index.html").is_file(), f"${NEWEST_FRONTEND}={root} holds no frontend (index.html)"
     return ["--front-end-root", root]
 
