@@ -145,8 +145,8 @@ def differences(mine: dict, frontend: dict, object_info: dict) -> set:
 
 
 # Each test runs against two frontends: the one this ComfyUI pins (its requirements), and the newest
-# frontend (the comfyui-frontend-package pinned in pyproject.toml's ``oracle`` extra, which .ci/run
-# installs apart and names in $WANMASK_NEWEST_FRONTEND), served by the same ComfyUI with
+# frontend (the comfyui-frontend-package pinned in pyproject.toml's ``oracle-frontend`` extra; .ci/run
+# installs it apart and names it in $WANMASK_NEWEST_FRONTEND), served by the same ComfyUI with
 # --front-end-root. The newest frontend targets today's ComfyUI: it runs on 0.33 only.
 NEWEST_FRONTEND = "WANMASK_NEWEST_FRONTEND"
 NEWEST_FRONTEND_FROM = (0, 33, 0)  # 0.3.64 (its own frontend 1.27) is a year older than frontend 1.58's server
