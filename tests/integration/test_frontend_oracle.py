@@ -11,8 +11,12 @@ the templates miss (a PrimitiveNode linked to an instance, muted and bypassed in
 ones, colliding ids, reroutes inside a subgraph). The test server loads ComfyUI's API nodes, as a stock
 ComfyUI does; a template that uses nodes it lacks (nodes newer than this ComfyUI, custom nodes) is
 skipped with their names, and so is one the frontend itself fails on. The few differences that are
-the frontend's own misreading of a workflow saved by a newer frontend are listed in KNOWN with the
-reason, and asserted to be exactly those.
+the frontend's own misreading of a workflow are listed in frontend_misreadings.KNOWN with the reason
+and the frontend versions, and asserted to be exactly those.
+
+Every test runs twice: against the frontend this ComfyUI pins, and against the newest frontend
+(pyproject.toml's ``oracle-frontend`` extra, $WANMASK_NEWEST_FRONTEND, served with --front-end-root;
+ComfyUI 0.33 only). Each run has its own server and browser.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from comfyui_wanmasking.tests.integration.built_workflows import BUILT, built, replaced
+from comfyui_wanmasking.tests.integration.frontend_misreadings import KNOWN
 from comfyui_wanmasking.tests.integration.test_frontend import LOAD_AND_INSPECT, UI_EXAMPLES, browser, dialogs  # noqa: F401
 from comfyui_wanmasking.wanmask_runner.node_replacements import replace_then_convert
 from comfyui_wanmasking.wanmask_runner.server_backend import ServerBackend
@@ -34,30 +39,6 @@ from comfyui_wanmasking.wanmask_runner.workflow.versions import parse_version
 from comfyui_wanmasking.wanmask_runner.workflow.widgets import VIEWPORT, declared_input_names, input_specs
 
 HELD_BACK = ("video", "wan", "vace")  # templates kept out of this test (the acceptance set)
-# Differences that are the frontend's, per template: ((from, up to) the frontend versions seen to
-# differ, the inputs {(node id, input)} that differ, why). The runner keeps the values saved in
-# the workflow.
-_NEWER_SAVE = ("frontend 1.27 misreads this workflow saved by a newer frontend: the KSampler inside the "
-               "subgraph (its steps and cfg promoted) gets its seed as steps and its steps as cfg")
-_NEWER_PROMOTED = ("saved by frontend 1.56.3; the older frontend gives the subgraph instance's saved widget values "
-                   "to its promoted widgets in another order (1.49.6: the checkpoint loader gets 4096, the KSampler's "
-                   "steps 'flow'), which ComfyUI then refuses; the runner reads them in the subgraph's input order, "
-                   "as saved")
-_HUNYUAN = {("19:1", "ckpt_name"), ("19:4", "resolution"), ("19:7", "cfg"), ("19:7", "sampler_name"),
-            ("19:7", "scheduler"), ("19:7", "steps"), ("19:9", "algorithm"), ("19:9", "threshold")}
-KNOWN = {
-    "templates_graphic_design_recomposer.json": (((1, 28, 0), (1, 49, 6)), {("143:157", "model.aspect_ratio")}, (
-        "a PrimitiveNode inside the subgraph (saved '16:9') feeds a DynamicCombo's sub-widget "
-        "(model.aspect_ratio); frontend 1.49.6 sends 'gemini-3-pro-image-preview', not one of that widget's "
-        "choices, which ComfyUI refuses; the runner sends the primitive's saved value (1.27.10 fails to load it)")),
-    "3d_hunyuan3d-v2.1.json": (((1, 27, 11), (1, 49, 6)), _HUNYUAN, _NEWER_PROMOTED),  # 1.27.10 reads it as saved
-    "3d_hunyuan3d_image_to_model.json": (((0, 0, 0), (1, 49, 6)), {("91:3", "cfg"), ("91:3", "sampler_name"), ("91:3", "scheduler"),
-                                                      ("91:3", "seed"), ("91:3", "steps"), ("91:54", "ckpt_name"),
-                                                      ("91:66", "resolution"), ("91:81", "algorithm"),
-                                                      ("91:81", "threshold")}, _NEWER_PROMOTED),
-    "image_ovis_text_to_image.json": (((0, 0, 0), (1, 27, 10)), {("57:44", "steps"), ("57:44", "cfg")}, _NEWER_SAVE),
-    "template_qwen_image_illustration_lora.json": (((0, 0, 0), (1, 27, 10)), {("76:3", "steps"), ("76:3", "cfg")}, _NEWER_SAVE),
-}
 
 
 class OracleSummary(UserWarning):
@@ -164,8 +145,8 @@ def differences(mine: dict, frontend: dict, object_info: dict) -> set:
 
 
 # Each test runs against two frontends: the one this ComfyUI pins (its requirements), and the newest
-# frontend (the comfyui-frontend-package pinned in pyproject.toml's ``oracle`` extra, which .ci/run
-# installs apart and names in $WANMASK_NEWEST_FRONTEND), served by the same ComfyUI with
+# frontend (the comfyui-frontend-package pinned in pyproject.toml's ``oracle-frontend`` extra; .ci/run
+# installs it apart and names it in $WANMASK_NEWEST_FRONTEND), served by the same ComfyUI with
 # --front-end-root. The newest frontend targets today's ComfyUI: it runs on 0.33 only.
 NEWEST_FRONTEND = "WANMASK_NEWEST_FRONTEND"
 NEWEST_FRONTEND_FROM = (0, 33, 0)  # 0.3.64 (its own frontend 1.27) is a year older than frontend 1.58's server
@@ -183,12 +164,13 @@ def newest_frontend_args(comfy: Path) -> list[str]:
     this ComfyUI is older than the servers it is built for."""
     root = os.environ.get(NEWEST_FRONTEND)
     if not root:
-        pytest.skip(f"${NEWEST_FRONTEND} is not set: the newest frontend (pyproject's oracle extra, "
-                    "comfyui-frontend-package) is not installed; .ci/run installs it")
+        pytest.skip(f"${NEWEST_FRONTEND} is not set: the newest frontend (comfyui-frontend-package, pyproject's "
+                    "oracle-frontend extra) is not installed; .ci/run installs it")
     version = comfyui_version(comfy)
     if version is None or version < NEWEST_FRONTEND_FROM:
-        pytest.skip(f"the newest frontend is checked on ComfyUI >= 0.33 only; this is ComfyUI {version}, "
-                    "whose server predates it by a year")
+        pytest.skip(f"the newest frontend is checked on ComfyUI >= 0.33 only; this is ComfyUI "
+                    f"{'.'.join(map(str, version)) if version else 'of unknown version'}, "
+                    "older than the servers it is built for")
     assert (Path(root) / "index.html").is_file(), f"${NEWEST_FRONTEND}={root} holds no frontend (index.html)"
     return ["--front-end-root", root]
 
@@ -251,7 +233,7 @@ def test_runner_replaces_retired_nodes_like_the_frontend(oracle_browser, server,
         pytest.skip("this ComfyUI registers no node replacements (/node_replacements is new in ComfyUI 0.33)")
     assert "WanMaskTestRetiredScale" in replacements, "the test helpers' replacements are not registered"
     workflow = replaced()
-    server.post("/settings/Comfy.Workflow.ShowMissingNodesWarning", True)
+    show_missing_nodes(oracle_browser, server, True)
     try:
         loaded = oracle_browser.execute_async_script(LOAD_AND_INSPECT, workflow)
         assert "error" not in loaded, loaded.get("error")
@@ -261,7 +243,7 @@ def test_runner_replaces_retired_nodes_like_the_frontend(oracle_browser, server,
         time.sleep(1.0)
         result = oracle_browser.execute_async_script(GRAPH_TO_PROMPT)
     finally:
-        server.post("/settings/Comfy.Workflow.ShowMissingNodesWarning", False)
+        show_missing_nodes(oracle_browser, server, False)
         from selenium.webdriver.common.keys import Keys
         oracle_browser.find_element("tag name", "body").send_keys(Keys.ESCAPE)
     assert "error" not in result, result.get("error")
@@ -343,6 +325,16 @@ def test_runner_converts_like_the_frontend(oracle_browser, object_info, frontend
     detail = {nid: (mine.get(nid, {}).get("inputs"), frontend.get(nid, {}).get("inputs"))
               for nid in sorted({d[0] for d in diffs ^ expected})[:3]}
     assert diffs == expected, f"runner vs frontend {frontend_version}: {sorted(diffs)[:10]}\n{detail}"
+
+
+def show_missing_nodes(driver, server, on: bool) -> None:
+    """The frontend's missing-nodes warning on or off, on the server and in the open page (which read
+    the setting when it loaded; frontend 1.58 lists no replaceable nodes in its errors panel while it is off)."""
+    server.post("/settings/Comfy.Workflow.ShowMissingNodesWarning", on)
+    driver.execute_async_script("""
+const [on, done] = [arguments[0], arguments[arguments.length - 1]];
+Promise.resolve(window.app.extensionManager?.setting?.set('Comfy.Workflow.ShowMissingNodesWarning', on))
+  .then(() => done(true), () => done(false));""", on)
 
 
 GRAPH_TO_PROMPT = """
