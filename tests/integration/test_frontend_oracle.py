@@ -149,28 +149,22 @@ def differences(mine: dict, frontend: dict, object_info: dict) -> set:
 # installs it apart and names it in $WANMASK_NEWEST_FRONTEND), served by the same ComfyUI with
 # --front-end-root. The newest frontend targets today's ComfyUI: it runs on 0.33 only.
 NEWEST_FRONTEND = "WANMASK_NEWEST_FRONTEND"
-NEWEST_FRONTEND_FROM = (0, 33, 0)  # 0.3.64 (its own frontend 1.27) is a year older than frontend 1.58's server
-
-
-def comfyui_version(comfy: Path) -> tuple | None:
-    """The version of the ComfyUI tree at ``comfy`` (its comfyui_version.py), None when it does not say."""
-    text = (comfy / "comfyui_version.py").read_text() if (comfy / "comfyui_version.py").is_file() else ""
-    found = [line.split("=", 1)[1].strip().strip("\"'") for line in text.splitlines() if line.startswith("__version__")]
-    return parse_version(found[0]) if found else None
+# What the newest frontend needs of its server, detected in the tree (never by its version number): the
+# node-replacement API (app/node_replace_manager.py, GET /node_replacements) that its missing-node
+# dialog and the replacement test use. 0.3.64 (its own frontend 1.27) lacks it.
+NEWEST_FRONTEND_NEEDS = Path("app") / "node_replace_manager.py"
 
 
 def newest_frontend_args(comfy: Path) -> list[str]:
     """``--front-end-root`` for the newest frontend; skips (one line) where it is not installed or
-    this ComfyUI is older than the servers it is built for."""
+    this ComfyUI lacks what that frontend needs of its server."""
     root = os.environ.get(NEWEST_FRONTEND)
     if not root:
         pytest.skip(f"${NEWEST_FRONTEND} is not set: the newest frontend (comfyui-frontend-package, pyproject's "
                     "oracle-frontend extra) is not installed; .ci/run installs it")
-    version = comfyui_version(comfy)
-    if version is None or version < NEWEST_FRONTEND_FROM:
-        pytest.skip(f"the newest frontend is checked on ComfyUI >= 0.33 only; this is ComfyUI "
-                    f"{'.'.join(map(str, version)) if version else 'of unknown version'}, "
-                    "older than the servers it is built for")
+    if not (comfy / NEWEST_FRONTEND_NEEDS).is_file():
+        pytest.skip(f"the newest frontend needs the server's node-replacement API ({NEWEST_FRONTEND_NEEDS}), "
+                    f"which this ComfyUI ({comfy.name}) lacks: checked against its own frontend only")
     assert (Path(root) / "index.html").is_file(), f"${NEWEST_FRONTEND}={root} holds no frontend (index.html)"
     return ["--front-end-root", root]
 
