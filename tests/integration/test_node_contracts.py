@@ -17,6 +17,10 @@ FILE_LISTS = {"vae_name", "existing_lora", "folder", "mask_folder", "subject_fol
 EXPERT = {"WanMaskSamplerPatch": ["exact_keep", "validate"], "WanMaskVAEDecode": ["overlap", "temporal_chunk"],
           "WanMaskTrainLoRA": ["prior_mask_threshold", "normalize_per_sample", "require_mask"]}
 
+# Inputs added after the snapshot, in order: they go last and are optional, so a workflow saved before
+# keeps its widget values by position and still validates.
+ADDED_SINCE_SNAPSHOT = {"WanMaskI2VEmbeds": ["ref_pad_image"]}
+
 
 @pytest.fixture(scope="module")
 def version(server):
@@ -37,8 +41,16 @@ def test_every_node_keeps_its_contract(object_info, version):
     missing = sorted(set(before) - set(now))
     assert not missing, f"nodes gone from /object_info: {missing}"
     for node_id, contract in before.items():
-        assert _without_file_lists(now[node_id]) == _without_file_lists(contract), \
-            f"{node_id}: inputs or outputs changed since the V1 declaration"
+        was, is_now = _without_file_lists(contract), _without_file_lists(now[node_id])
+        kept = len(was["inputs"])
+        assert is_now["inputs"][:kept] == was["inputs"], f"{node_id}: inputs changed since the V1 declaration"
+        assert {k: v for k, v in is_now.items() if k != "inputs"} == {k: v for k, v in was.items() if k != "inputs"}, \
+            f"{node_id}: outputs changed since the V1 declaration"
+        added = is_now["inputs"][kept:]
+        assert [i["name"] for i in added] == ADDED_SINCE_SNAPSHOT.get(node_id, []), \
+            f"{node_id}: inputs added after the snapshot must go last and be listed in ADDED_SINCE_SNAPSHOT"
+        assert all(i["section"] == "optional" for i in added), \
+            f"{node_id}: an input added later must be optional, or saved workflows stop validating"
 
 
 def test_categories_sit_beside_the_native_wan_nodes(object_info):
