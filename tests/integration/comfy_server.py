@@ -50,6 +50,30 @@ def start_cli(*args, stdout, stderr) -> subprocess.Popen:
                             stderr=stderr)
 
 
+COMPAT = Path(__file__).resolve().parents[2] / "nodes" / "comfy_compat"
+
+
+def run_compat_in_comfyui(comfy: Path, call: str, prelude: str = ""):
+    """``call`` (an expression on ``m``, the pack's compat package, e.g. ``m.self_check()``) evaluated in
+    a fresh Python process of the ComfyUI tree at ``comfy``, with ComfyUI's argument parsing on as
+    main.py has it and ``prelude`` run first; its JSON result. The package is loaded by path, as the
+    embedded runner loads it."""
+    code = ("import importlib.util, json, sys\n"
+            "sys.argv = ['main.py', '--cpu']\n"
+            "sys.path.insert(0, '.')\n"
+            "import comfy.options; comfy.options.enable_args_parsing()\n"
+            + prelude +
+            f"spec = importlib.util.spec_from_file_location('wanmask_comfy_compat', {str(COMPAT / '__init__.py')!r}, "
+            f"submodule_search_locations=[{str(COMPAT)!r}])\n"
+            "m = importlib.util.module_from_spec(spec); sys.modules['wanmask_comfy_compat'] = m\n"
+            "spec.loader.exec_module(m)\n"
+            f"print('@@' + json.dumps({call}))\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=comfy, capture_output=True, text=True, timeout=300)
+    line = next((ln for ln in run.stdout.splitlines() if ln.startswith("@@")), None)
+    assert line, f"{call} did not run:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
+    return json.loads(line[2:])
+
+
 def make_tiny_models(comfy: Path, models_dir: Path) -> None:
     """Generate the tiny checkpoints once per models folder (again whenever tiny_checkpoints.py changes)."""
     stamp = hashlib.sha256(TINY_MODELS.read_bytes()).hexdigest()

@@ -3,35 +3,18 @@ ComfyUI under test, by behaviour (tests/unit/test_self_check_probes.py feeds eac
 changed shapes). When a new ComfyUI breaks the pack, this names the file and the feature."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from comfyui_wanmasking.tests.integration.comfy_server import COMPAT, run_compat_in_comfyui
 from comfyui_wanmasking.tests.integration.node_contracts import widget
 
-COMPAT = Path(__file__).resolve().parents[2] / "nodes" / "comfy_compat"
 
 
 @pytest.fixture(scope="module")
 def found(comfyui_path):
-    code = ("import importlib.util, json, sys\n"
-            "sys.argv = ['main.py', '--cpu']\n"
-            "sys.path.insert(0, '.')\n"
-            "import comfy.options; comfy.options.enable_args_parsing()\n"
-            # as ComfyUI's main.py does, before nodes.py puts comfy/ (and its utils.py) first on sys.path
-            "import utils.extra_config\n"
-            f"spec = importlib.util.spec_from_file_location('wanmask_comfy_compat', {str(COMPAT / '__init__.py')!r}, "
-            f"submodule_search_locations=[{str(COMPAT)!r}])\n"
-            "m = importlib.util.module_from_spec(spec); sys.modules['wanmask_comfy_compat'] = m\n"
-            "spec.loader.exec_module(m)\n"
-            "print('@@' + json.dumps(m.self_check()))\n")
-    run = subprocess.run([sys.executable, "-c", code], cwd=comfyui_path, capture_output=True, text=True, timeout=300)
-    line = next((ln for ln in run.stdout.splitlines() if ln.startswith("@@")), None)
-    assert line, f"self check did not run:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
-    return json.loads(line[2:])
+    # utils.extra_config first, as ComfyUI's main.py does, before nodes.py puts comfy/ (and its
+    # utils.py) first on sys.path
+    return run_compat_in_comfyui(comfyui_path, "m.self_check()", prelude="import utils.extra_config\n")
 
 
 def test_every_bridged_internal_is_found(found):

@@ -4,9 +4,6 @@ writes mask frame f to slot f, newer versions (PR #16406) to slot f+3 as this pa
 the tiny I2V and Wan-Animate checkpoints."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,7 +15,7 @@ from comfyui_wanmasking.tests.integration.embeds_media import (
 from comfyui_wanmasking.tests.integration.embeds_media import media as make_media
 from comfyui_wanmasking.tests.integration.graphs import Graph, ksampler, tiny_t2v_model, tiny_vae, zero_cond
 from comfyui_wanmasking.wan.i2v import frame_mask_to_concat_mask
-from comfyui_wanmasking.wanmask_runner.embedded_backend import COMPAT
+from comfyui_wanmasking.tests.integration.comfy_server import run_compat_in_comfyui
 
 PLACEMENT_NOTE = "writes character-mask frame f to concat-mask slot f"
 
@@ -26,20 +23,8 @@ PLACEMENT_NOTE = "writes character-mask frame f to concat-mask slot f"
 @pytest.fixture(scope="module")
 def native_shift(comfyui_path):
     """The probe's answer for this ComfyUI's own WanAnimateToVideo (run in a fresh process of its tree)."""
-    code = ("import importlib.util, json, sys\n"
-            "sys.argv = ['main.py', '--cpu']\n"
-            "sys.path.insert(0, '.')\n"
-            "import comfy.options; comfy.options.enable_args_parsing()\n"
-            f"spec = importlib.util.spec_from_file_location('wanmask_comfy_compat', {str(COMPAT / '__init__.py')!r}, "
-            f"submodule_search_locations=[{str(COMPAT)!r}])\n"
-            "m = importlib.util.module_from_spec(spec); sys.modules['wanmask_comfy_compat'] = m\n"
-            "spec.loader.exec_module(m)\n"
-            "import comfy_extras.nodes_wan as wan\n"
-            "print('@@' + json.dumps(m.native_animate_mask_slot_shift(wan.WanAnimateToVideo)))\n")
-    run = subprocess.run([sys.executable, "-c", code], cwd=comfyui_path, capture_output=True, text=True, timeout=300)
-    line = next((ln for ln in run.stdout.splitlines() if ln.startswith("@@")), None)
-    assert line, f"the probe did not run:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
-    return json.loads(line[2:])
+    return run_compat_in_comfyui(comfyui_path, "m.native_animate_mask_slot_shift(wan.WanAnimateToVideo)",
+                                 prelude="import comfy_extras.nodes_wan as wan\n")
 
 
 def test_native_animate_placement_is_probed(native_shift):
