@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from comfyui_wanmasking.tests.integration.embeds_media import load, write_media
 from comfyui_wanmasking.tests.integration.graphs import ksampler, tiny_vae, zero_cond
 
 L, S, T = 33, 32, 9
@@ -71,15 +72,7 @@ def media(io_dir) -> dict:
     items = {"clip": {"image": clip, "mask": box}, "start": {"image": clip[:1]}, "end": {"image": clip[-1:]},
              "keys": {"image": clip[[0, 16, 32]]}, "ref": {"image": torch.rand(1, S, S, 3, generator=g)},
              "motion": {"image": torch.rand(7, S, S, 3, generator=g)}}
-    paths = {}
-    for name, tensors in items.items():
-        paths[name] = str(io_dir / f"media_{name}.safetensors")
-        save_file(tensors, paths[name])
-    return paths
-
-
-def load(g, path):
-    return g.add("WanMaskTestLoad", path=path)
+    return write_media(io_dir, items, prefix="media_")
 
 
 def patch(g, model, exact_keep=True):

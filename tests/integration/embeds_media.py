@@ -15,9 +15,10 @@ __all__ = ["L", "S", "C", "T", "write_media", "media", "load", "save_cond", "i2v
            "class_type", "clip_slots"]
 
 
-def write_media(io_dir, items: dict) -> dict:
-    """Save each {name: {key: tensor}} for WanMaskTestLoad; returns {name: path}."""
-    paths = {name: str(io_dir / f"{name}.safetensors") for name in items}
+def write_media(io_dir, items: dict, prefix: str = "") -> dict:
+    """Save each {name: {key: tensor}} for WanMaskTestLoad as ``<prefix><name>.safetensors``; returns
+    {name: path}."""
+    paths = {name: str(io_dir / f"{prefix}{name}.safetensors") for name in items}
     for name, tensors in items.items():
         save_file(tensors, paths[name])
     return paths
